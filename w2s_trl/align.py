@@ -1,0 +1,70 @@
+"""Stage `align` (student and ceiling): preference-train the strong model with LoRA through TRL.
+
+- `dpo`: `trl.DPOTrainer`; the reference is the base model with the LoRA adapter disabled (SCIENCE.md 5).
+The student trains on the weak labels of `w2s_train`, the ceiling on its ground truth: same code, other rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from w2s_trl.recipe import Recipe
+from w2s_trl.rundir import StageWork
+
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def lora_config(recipe: Recipe):
+    from peft import LoraConfig
+
+    lora = recipe.strong.lora
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def load_strong_base(recipe: Recipe):
+    from w2s_trl.models import load_causal_lm, load_tokenizer
+
+    strong = recipe.strong
+    model = load_causal_lm(strong.model, strong.quantization, strong.trust_remote_code)
+    if strong.quantization.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model, load_tokenizer(strong.model, strong.trust_remote_code)
+
+
+def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None):
+    """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py)."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from w2s_trl.trainer_args import build_trl_config
+
+    if model is None:
+        model, tokenizer = load_strong_base(recipe)
+    dataset = Dataset.from_list([{k: r[k] for k in PREFERENCE_COLUMNS} for r in rows])
+    config = build_trl_config(recipe.align.trainer, recipe.align.args, output_dir, recipe.run.seed,
+                              recipe.tracking.report_to, run_name)  # fmt: skip
+    return DPOTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe)
+    )
+
+
+def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str) -> dict:
+    from w2s_trl.trainer_args import finish_tracking
+
+    trainer = make_trainer(recipe, rows, str(work.checkpoints), run_name)
+    resume = work.last_checkpoint()
+    if resume:
+        print(f"[w2s-trl] resuming {run_name} from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+    finish_tracking()
+    trainer.save_model(str(work.out / "adapter"))
+    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+
+
+def adapter_dir(stage_dir: Path) -> Path:
+    return stage_dir / "adapter"

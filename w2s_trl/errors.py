@@ -1,0 +1,17 @@
+"""Errors a user can cause. Each names the file, the key and the fix (CONVENTIONS.md 9)."""
+
+
+class W2SError(Exception):
+    """Base class for every user-facing error of w2s-trl."""
+
+
+class RecipeError(W2SError):
+    """A recipe or reward specification is malformed: wrong key, type or value."""
+
+
+class DataError(W2SError):
+    """A dataset cannot be read or is not in a supported format."""
+
+
+class ModelSpecError(W2SError):
+    """A model field names something that cannot be loaded."""

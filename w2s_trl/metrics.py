@@ -1,0 +1,55 @@
+"""Pure metric functions (SCIENCE.md 1, 2, 6), tested by value in tests/test_metrics.py."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+CELLS = ("K_w&K_s", "K_w&U_s", "U_w&K_s", "U_w&U_s")
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def pair_correct(margins: Sequence[float]) -> np.ndarray:
+    """1[r(chosen) - r(rejected) > 0]; a tie (margin exactly 0) counts as wrong."""
+    return np.asarray(margins, dtype=float) > 0
+
+
+def pair_accuracy(margins: Sequence[float]) -> float:
+    correct = pair_correct(margins)
+    if correct.size == 0:
+        raise ValueError("accuracy of an empty set of pairs is undefined")
+    return float(correct.mean())
+
+
+def pgr(acc_student: float, acc_weak: float, acc_ceiling: float | None) -> tuple[float | None, str | None]:
+    """Performance gap recovered, or (None, why) when it is undefined."""
+    if acc_ceiling is None:
+        return None, "no strong ceiling was trained (align.ceiling: false)"
+    if acc_ceiling <= acc_weak:
+        return None, (
+            f"undefined: the strong ceiling ({acc_ceiling:.3f}) does not beat the weak supervisor ({acc_weak:.3f}), "
+            "so there is no gap to recover"
+        )
+    return (acc_student - acc_weak) / (acc_ceiling - acc_weak), None
+
+
+def knowledge_regions(weak_correct: Sequence[bool], ref_correct: Sequence[bool],
+                      models_correct: dict[str, Sequence[bool]]) -> dict[str, dict]:  # fmt: skip
+    """The four cells K/U_w x K/U_s with their size and each model's error rate (None in an empty cell)."""
+    w = np.asarray(weak_correct, dtype=bool)
+    s = np.asarray(ref_correct, dtype=bool)
+    masks = {"K_w&K_s": w & s, "K_w&U_s": w & ~s, "U_w&K_s": ~w & s, "U_w&U_s": ~w & ~s}
+    out = {}
+    for cell, mask in masks.items():
+        n = int(mask.sum())
+        errors = {}
+        for name, correct in models_correct.items():
+            c = np.asarray(correct, dtype=bool)
+            errors[name] = float((~c[mask]).mean()) if n else None
+        out[cell] = {"n": n, "small": n < 10, "error": errors}
+    return out

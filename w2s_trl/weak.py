@@ -1,0 +1,48 @@
+"""Stage `weak`: train the weak reward model on `weak_train` ground truth with `trl.RewardTrainer`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from w2s_trl.recipe import RewardModelSpec
+from w2s_trl.rundir import StageWork
+from w2s_trl.scoring import render
+
+
+def reward_training_rows(tokenizer, rows: list[dict]) -> list[dict]:
+    """Implicit-prompt text pairs, rendered exactly as `scoring.reward_scores` renders them."""
+    return [
+        {"chosen": render(tokenizer, r["prompt"] + r["chosen"]), "rejected": render(tokenizer, r["prompt"] + r["rejected"])}
+        for r in rows
+    ]
+
+
+def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork, seed: int, report_to: list[str],
+                       run_name: str) -> dict:  # fmt: skip
+    """Train, save to `work.out/model`, and return what stage.json should record."""
+    from datasets import Dataset
+    from trl import RewardTrainer
+
+    from w2s_trl.models import load_reward_model
+    from w2s_trl.trainer_args import build_trl_config, finish_tracking
+
+    model, tok = load_reward_model(spec.model, spec.trust_remote_code)
+    args = {"max_length": spec.max_length, **spec.train}
+    config = build_trl_config("reward", args, str(work.checkpoints), seed, report_to, run_name)
+    trainer = RewardTrainer(
+        model=model, args=config, train_dataset=Dataset.from_list(reward_training_rows(tok, rows)), processing_class=tok
+    )
+    resume = work.last_checkpoint()
+    if resume:
+        print(f"[w2s-trl] resuming reward-model training from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+    finish_tracking()
+    trainer.save_model(str(work.out / "model"))
+    tok.save_pretrained(str(work.out / "model"))
+    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+
+
+def load_trained_reward_model(stage_dir: Path):
+    from w2s_trl.models import load_reward_model
+
+    return load_reward_model(str(stage_dir / "model"))
