@@ -22,7 +22,7 @@ def train_parser(prog: str = "w2s-trl train") -> argparse.ArgumentParser:
 
 def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> int:
     parser = train_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     overrides = list(args.overrides)
     recipe_path = args.config
     if args.recipe and "=" in args.recipe and args.config:

@@ -140,7 +140,8 @@ def load_source(source: str, size: int, seed: int, objectives: Iterable[str], hu
 
         return generate_testbed(size=size, seed=seed, objectives=list(objectives))
     path = Path(source)
-    records = read_local_file(path) if path.exists() else read_hub_dataset(source, hub_split)
+    # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`
+    records = read_local_file(path) if path.is_file() else read_hub_dataset(source, hub_split)
     rows, seen = [], set()
     for i, record in enumerate(records):
         row = normalize_record(record, f"{source} row {i}", hub_objective)

@@ -227,6 +227,8 @@ def load_reward_model(spec: str, trust_remote_code: bool = False):
     from transformers import AutoModelForSequenceClassification
 
     tok = load_tokenizer(spec, trust_remote_code)
+    if tok.eos_token is None and tok.sep_token is not None:  # BERT: trl.RewardTrainer appends EOS to every text
+        tok.eos_token = tok.sep_token
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(spec), num_labels=1, trust_remote_code=trust_remote_code
     )

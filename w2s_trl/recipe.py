@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from w2s_trl.errors import RecipeError
 from w2s_trl.models import check_model_spec
@@ -199,13 +199,10 @@ class AlignSection(Strict):
     ceiling: bool = Field(True, description="also train the strong ceiling on w2s_train ground truth")
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 
-    @model_validator(mode="after")
-    def _check_args(self) -> "AlignSection":
-        try:
-            check_trainer_args(self.args, self.trainer)
-        except ValueError as e:
-            raise ValueError(f"args: {e}") from None
-        return self
+    @field_validator("args")
+    @classmethod
+    def _check_args(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return check_trainer_args(v, info.data.get("trainer", "dpo"))
 
 
 class EvaluateSection(Strict):
@@ -245,14 +242,14 @@ class Recipe(Strict):
 # Loading
 
 
-def _format_errors(path: Path, err: ValidationError, prefix: str = "") -> str:
-    lines = [f"{path}: invalid recipe ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
+def _format_errors(path: Path, err: ValidationError, schema: type[BaseModel], what: str = "recipe") -> str:
+    n = err.error_count()
+    lines = [f"{path}: invalid {what} ({n} problem{'s' if n > 1 else ''})"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in (prefix.split(".") if prefix else []) + list(e["loc"]))
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            parent = e["loc"][:-1]
-            allowed = _allowed_keys(Recipe if not prefix else RewardModelSpec, parent)
+            allowed = _allowed_keys(schema, e["loc"][:-1])
             msg = "unknown key" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
         given = e.get("input")
         shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(given, dict) else f" (given: {given!r})"
@@ -357,7 +354,7 @@ def load_reward_spec_raw(path: Path) -> dict:
     try:
         RewardModelSpec.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(_format_errors(path, e, prefix="")) from None
+        raise RecipeError(_format_errors(path, e, RewardModelSpec, "reward specification")) from None
     return data
 
 
@@ -367,16 +364,21 @@ def load_reward_spec(path: str | Path) -> RewardSpec:
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Recipe:
+    """Read, override, resolve and validate a recipe. With `smoke`, the smoke settings replace the recipe's and the
+    command-line overrides apply on top of them (so `--smoke align.args.max_steps=4` means 4)."""
     path = Path(path)
-    raw = read_yaml(path)
-    for o in overrides:
-        apply_override(raw, o)
-    _resolve_reward(raw, path)
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as e:
-        raise RecipeError(_format_errors(path, e)) from None
-    return smoke_recipe(recipe) if smoke else recipe
+
+    def build(raw: dict) -> Recipe:
+        for o in overrides:
+            apply_override(raw, o)
+        _resolve_reward(raw, path)
+        try:
+            return Recipe.model_validate(raw)
+        except ValidationError as e:
+            raise RecipeError(_format_errors(path, e, Recipe)) from None
+
+    recipe = build(read_yaml(path))
+    return build(smoke_recipe(recipe).model_dump(mode="json")) if smoke else recipe
 
 
 def smoke_recipe(recipe: Recipe) -> Recipe:

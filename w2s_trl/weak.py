@@ -6,13 +6,13 @@ from pathlib import Path
 
 from w2s_trl.recipe import RewardModelSpec
 from w2s_trl.rundir import StageWork
-from w2s_trl.scoring import render
+from w2s_trl.scoring import reward_text
 
 
 def reward_training_rows(tokenizer, rows: list[dict]) -> list[dict]:
     """Implicit-prompt text pairs, rendered exactly as `scoring.reward_scores` renders them."""
     return [
-        {"chosen": render(tokenizer, r["prompt"] + r["chosen"]), "rejected": render(tokenizer, r["prompt"] + r["rejected"])}
+        {"chosen": reward_text(tokenizer, r["prompt"] + r["chosen"]), "rejected": reward_text(tokenizer, r["prompt"] + r["rejected"])}
         for r in rows
     ]
 

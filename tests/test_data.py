@@ -1,0 +1,127 @@
+"""Every supported data format, and the split protocol (SCIENCE.md 1)."""
+
+import json
+
+import pytest
+
+from w2s_trl.data import SPLITS, load_source, normalize_record, split_rows
+from w2s_trl.errors import DataError
+
+FRACTIONS = {"weak_train": 0.4, "w2s_train": 0.35, "test": 0.25}
+NO_LIMIT = {s: None for s in SPLITS}
+
+
+def test_standard_string_format_jsonl(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "2+2?", "chosen": "4", "rejected": "5"}) + "\n")
+    (row,) = load_source(str(path), 0, 0, [])
+    assert row["prompt"] == [{"role": "user", "content": "2+2?"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "4"}]
+    assert row["id"].startswith("ex-") and row["objective"] == "unknown"
+
+
+def test_conversational_json_keeps_metadata(tmp_path):
+    rec = {
+        "id": "a1", "objective": "helpful", "category": "math",
+        "prompt": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}],
+    }  # fmt: skip
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps([rec]))
+    (row,) = load_source(str(path), 0, 0, [])
+    assert row["id"] == "a1" and row["category"] == "math" and len(row["prompt"]) == 2
+
+
+def test_parquet(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pa.Table.from_pylist([{"prompt": "hi", "chosen": "hello", "rejected": "go away"}]), path)
+    (row,) = load_source(str(path), 0, 0, [])
+    assert row["rejected"][0]["content"] == "go away"
+
+
+HH = {
+    "chosen": "\n\nHuman: How do I bake bread?\n\nAssistant: Mix flour and water.\n\nHuman: Then?\n\nAssistant: Knead it.",
+    "rejected": "\n\nHuman: How do I bake bread?\n\nAssistant: Mix flour and water.\n\nHuman: Then?\n\nAssistant: No.",
+}
+
+
+def test_anthropic_hh_raw_is_split_into_prompt_and_final_turn(tmp_path):
+    path = tmp_path / "hh.jsonl"
+    path.write_text(json.dumps(HH) + "\n")
+    (row,) = load_source(str(path), 0, 0, [])
+    assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
+    assert row["prompt"][1]["content"] == "Mix flour and water."
+    assert row["chosen"] == [{"role": "assistant", "content": "Knead it."}]
+    assert row["rejected"] == [{"role": "assistant", "content": "No."}]
+
+
+def test_hh_raw_with_different_histories_is_an_error():
+    bad = dict(HH, rejected="\n\nHuman: Something else\n\nAssistant: No.")
+    with pytest.raises(DataError, match="differ before the final assistant turn"):
+        normalize_record(bad, "hh.jsonl row 0")
+
+
+PKU = {
+    "prompt": "How can I get back at my neighbour?",
+    "response_0": "Slash his tyres.",
+    "response_1": "Talk to him calmly.",
+    "better_response_id": 0,
+    "safer_response_id": 1,
+}
+
+
+@pytest.mark.parametrize("objective,chosen", [("harmless", "Talk to him calmly."), ("helpful", "Slash his tyres.")])
+def test_pku_saferlhf_objectives(objective, chosen):
+    row = normalize_record(PKU, "pku row 0", hub_objective=objective)
+    assert row["chosen"][0]["content"] == chosen and row["objective"] == objective
+
+
+def test_hub_loader_reads_a_dataset_folder_through_datasets(tmp_path):
+    # A dataset repo as `datasets` sees it (a folder with a data file), in PKU-SafeRLHF and HH formats.
+    folder = tmp_path / "PKU-SafeRLHF"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps(PKU) + "\n" + json.dumps(dict(PKU, prompt="Other?")) + "\n")
+    rows = load_source(str(folder), 0, 0, [], hub_split="train", hub_objective="harmless")
+    assert len(rows) == 2 and rows[0]["chosen"][0]["content"] == "Talk to him calmly."
+    hh = tmp_path / "hh-rlhf"
+    hh.mkdir()
+    (hh / "train.jsonl").write_text(json.dumps(HH) + "\n")
+    assert load_source(str(hh), 0, 0, [])[0]["chosen"][0]["content"] == "Knead it."
+
+
+def test_unrecognised_record_names_the_row(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"question": "x", "answer": "y"}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl row 0: unrecognised record with keys \['answer', 'question'\]"):
+        load_source(str(path), 0, 0, [])
+
+
+def test_unsupported_file_type(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("a,b\n")
+    with pytest.raises(DataError, match="unsupported file type '.csv'"):
+        load_source(str(path), 0, 0, [])
+
+
+def test_splits_are_disjoint_deterministic_and_stable_by_id():
+    rows = load_source("testbed:hh", 400, 0, ["helpful", "harmless"])
+    splits = split_rows(rows, FRACTIONS, NO_LIMIT)
+    ids = [set(r["id"] for r in splits[s]) for s in SPLITS]
+    assert sum(map(len, ids)) == 400 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert 0.3 < len(ids[0]) / 400 < 0.5  # about 40 %
+    # more data: every old id stays in its split
+    bigger = split_rows(load_source("testbed:hh", 800, 0, ["helpful", "harmless"]), FRACTIONS, NO_LIMIT)
+    for name, old in zip(SPLITS, ids):
+        assert old <= {r["id"] for r in bigger[name]}
+    limited = split_rows(rows, FRACTIONS, {"weak_train": 5, "w2s_train": None, "test": 3})
+    assert len(limited["weak_train"]) == 5 and len(limited["test"]) == 3
+    assert limited["test"] == splits["test"][:3]
+
+
+def test_empty_split_is_an_error():
+    rows = load_source("testbed:hh", 2, 0, ["helpful"])
+    with pytest.raises(DataError, match="split '.*' is empty: raise data.size"):
+        split_rows(rows, FRACTIONS, NO_LIMIT)

@@ -1,0 +1,37 @@
+"""Weak labels against hand-made rewards (SCIENCE.md 1)."""
+
+import math
+
+import pytest
+
+from w2s_trl.label import weak_label_rows
+
+
+def _row(i):
+    return {
+        "id": f"r{i}",
+        "prompt": [{"role": "user", "content": f"q{i}"}],
+        "chosen": [{"role": "assistant", "content": f"good{i}"}],
+        "rejected": [{"role": "assistant", "content": f"bad{i}"}],
+    }
+
+
+def test_weak_labels_order_pw_and_correctness():
+    rows = [_row(0), _row(1), _row(2)]
+    # delta = 2 - 0 = 2 (weak agrees); delta = 0 - 1 = -1 (weak flips); delta = 0 (tie: counts as wrong)
+    out = weak_label_rows(rows, reward_gt_chosen=[2.0, 0.0, 0.5], reward_gt_rejected=[0.0, 1.0, 0.5])
+    agree, flip, tie = out
+    assert agree["chosen"][0]["content"] == "good0" and agree["weak_correct"] is True and agree["gt_label"] == 1
+    assert agree["p_w"] == pytest.approx(1 / (1 + math.exp(-2)))  # sigma(2) = 0.8808
+    assert agree["weak_margin"] == pytest.approx(2.0)
+    # the flipped row puts the GT-rejected response in `chosen`
+    assert flip["chosen"][0]["content"] == "bad1" and flip["rejected"][0]["content"] == "good1"
+    assert flip["weak_correct"] is False and flip["gt_label"] == 0
+    assert flip["p_w"] == pytest.approx(1 / (1 + math.exp(-1)))  # sigma(|-1|) = 0.7311
+    assert tie["weak_correct"] is False and tie["p_w"] == 0.5 and tie["chosen"][0]["content"] == "bad2"
+    assert rows[1]["chosen"][0]["content"] == "good1"  # inputs untouched
+
+
+def test_weak_labels_length_mismatch():
+    with pytest.raises(ValueError, match="same length"):
+        weak_label_rows([_row(0)], [1.0, 2.0], [0.0])

@@ -1,0 +1,150 @@
+"""Stages by their real effect: every recipe end to end under --smoke, skip-on-rerun, kill-and-resume, W&B offline."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from w2s_trl.cli import train_main
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def run_dir(out: Path, recipe: Path) -> Path:
+    import yaml
+
+    return out / (yaml.safe_load(recipe.read_text())["run"]["name"] + "-smoke")
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_runs_under_smoke(recipe, tmp_path):
+    assert train_main([str(recipe), "--smoke", f"run.output_dir={tmp_path}"]) == 0
+    root = run_dir(tmp_path, recipe)
+    metrics = json.loads((root / "metrics.json").read_text())
+    for model in ("weak", "student", "ceiling"):
+        assert 0.0 <= metrics["accuracy"][model] <= 1.0
+    assert metrics["pgr"] is None or isinstance(metrics["pgr"], float)
+    assert metrics["pgr"] is not None or metrics["pgr_note"]
+    assert sum(cell["n"] for cell in metrics["regions"].values()) == metrics["n_test"]
+    assert set(metrics["runtime_s"]) >= {"data", "weak", "label", "student", "ceiling", "evaluate"}
+    assert metrics["versions"]["trl"].startswith("1.16")
+    assert (root / "report.md").read_text().startswith("# w2s-trl run")
+    assert (root / "recipe.resolved.yaml").exists()
+    preds = (root / "evaluate" / "predictions.jsonl").read_text().splitlines()
+    assert len(preds) == metrics["n_test"]
+    # labels really come from the weak model: weak_correct matches the order it put in `chosen`
+    labelled = [json.loads(x) for x in (root / "label" / "w2s_train.weak.jsonl").read_text().splitlines()]
+    gt = {json.loads(x)["id"]: json.loads(x) for x in (root / "data" / "w2s_train.jsonl").read_text().splitlines()}
+    for row in labelled:
+        assert row["weak_correct"] == (row["chosen"] == gt[row["id"]]["chosen"])
+    # the student's LoRA adapter differs from the ceiling's: they trained on different rows
+    from safetensors.torch import load_file
+
+    student = load_file(root / "student" / "adapter" / "adapter_model.safetensors")
+    ceiling = load_file(root / "ceiling" / "adapter" / "adapter_model.safetensors")
+    assert any((student[k] != ceiling[k]).any() for k in student if "lora_B" in k)
+    assert all(student[k].abs().sum() > 0 for k in student if "lora_B" in k)  # lora_B starts at 0: it trained
+
+    # a second run with the same inputs recomputes nothing
+    stamps = {s: (root / s / "stage.json").stat().st_mtime_ns for s in ("data", "weak", "label", "student", "evaluate")}
+    assert train_main([str(recipe), "--smoke", f"run.output_dir={tmp_path}"]) == 0
+    assert stamps == {s: (root / s / "stage.json").stat().st_mtime_ns for s in stamps}
+    assert json.loads((root / "metrics.json").read_text())["cached_stages"][:3] == ["data", "weak", "label"]
+
+
+def test_changed_input_reruns_only_downstream_stages(tmp_path):
+    recipe = RECIPES[0]
+    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", "--stop-after", "label"]
+    assert train_main(args) == 0
+    root = run_dir(tmp_path, recipe)
+    weak_fp = json.loads((root / "weak" / "stage.json").read_text())["fingerprint"]
+    assert not (root / "student").exists()
+    assert train_main(args[:-2] + ["label.batch_size=3", "--stop-after", "label"]) == 0
+    assert json.loads((root / "weak" / "stage.json").read_text())["fingerprint"] == weak_fp
+    assert json.loads((root / "label" / "stage.json").read_text())["inputs"]["label"]["batch_size"] == 3
+
+
+def _smoke_cmd(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(RECIPES[0]), "--smoke",
+            f"run.output_dir={tmp_path}", *extra]  # fmt: skip
+
+
+def test_killed_run_resumes_without_recomputing_complete_stages(tmp_path):
+    root = run_dir(tmp_path, RECIPES[0])
+    proc = subprocess.Popen(_smoke_cmd(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not (root / "label" / "stage.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended or stalled before the label stage"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # between stages (or in the next one): no clean-up runs
+    proc.wait()
+    assert not (root / "metrics.json").exists()
+    before = {s: (root / s / "stage.json").read_text() for s in ("data", "weak", "label")}
+    out = subprocess.run(_smoke_cmd(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for stage in ("data", "weak", "label"):
+        assert f"stage {stage}: complete with the same inputs, skipped" in out.stdout
+        assert (root / stage / "stage.json").read_text() == before[stage]  # not recomputed
+    assert "stage student: running" in out.stdout
+    assert (root / "metrics.json").exists()
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    import w2s_trl.align as align
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt("simulated interruption after checkpoint-2")
+
+    real = align.make_trainer
+
+    def crashing(*a, **k):
+        trainer = real(*a, **k)
+        trainer.add_callback(Crash())
+        return trainer
+
+    args = [str(RECIPES[0]), "--smoke", f"run.output_dir={tmp_path}", "align.args.max_steps=4",
+            "align.args.save_steps=2", "--stop-after", "student"]  # fmt: skip
+    monkeypatch.setattr(align, "make_trainer", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_main(args)
+    root = run_dir(tmp_path, RECIPES[0])
+    assert not (root / "student").exists()
+    assert (root / ".work" / "student" / "checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(align, "make_trainer", real)
+    assert train_main(args) == 0
+    record = json.loads((root / "student" / "stage.json").read_text())
+    assert record["resumed_from"].endswith("checkpoint-2") and record["global_step"] == 4
+    assert not (root / ".work" / "student").exists()
+
+
+def test_wandb_logs_offline_without_login(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc: not logged in
+    out = subprocess.run(_smoke_cmd(tmp_path), capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "logging offline" in out.stdout
+    offline_runs = list((run_dir(tmp_path, RECIPES[0]) / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) >= 4  # weak, student, ceiling trainers and the summary run
+
+
+def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):
+    assert train_main([str(RECIPES[0]), "run.seed=abc"]) == 2
+    assert "run.seed" in capsys.readouterr().err
+
+
+def test_config_flag_and_console_script_agree(tmp_path):
+    out = subprocess.run(["w2s-trl", "train", "--config", str(RECIPES[0]), "--smoke", f"run.output_dir={tmp_path}",
+                          "--stop-after", "data"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (run_dir(tmp_path, RECIPES[0]) / "data" / "test.jsonl").exists()

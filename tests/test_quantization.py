@@ -1,0 +1,40 @@
+"""4-bit (bitsandbytes nf4) loading and LoRA training of the strong model, on this CPU."""
+
+import json
+
+import pytest
+
+from w2s_trl.cli import train_main
+from w2s_trl.recipe import QuantizationSection
+
+bnb = pytest.importorskip("bitsandbytes")
+
+
+def test_tiny_model_loads_in_4bit_and_still_scores(tiny_lm):
+    from w2s_trl.models import load_causal_lm
+    from w2s_trl.scoring import response_logprobs
+
+    model = load_causal_lm("tiny:causal-lm", QuantizationSection(load_in_4bit=True, compute_dtype="float32"))
+    layer = model.model.layers[0].self_attn.q_proj
+    assert isinstance(layer, bnb.nn.Linear4bit) and layer.weight.quant_type == "nf4"
+    _, tok = tiny_lm
+    prompt, response = [{"role": "user", "content": "Hi"}], [{"role": "assistant", "content": "Hello!"}]
+    (lp4,), _ = response_logprobs(model, tok, [prompt], [response])
+    (lp32,), _ = response_logprobs(tiny_lm[0], tok, [prompt], [response])
+    assert lp4 == pytest.approx(lp32, rel=0.1)  # quantization error, not a different model
+
+
+def test_dpo_with_lora_on_a_4bit_strong_model(tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "dpo_weak_rm.yaml"
+    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", "strong.quantization.load_in_4bit=true",
+            "strong.quantization.compute_dtype=float32", "--stop-after", "student"]  # fmt: skip
+    assert train_main(args) == 0
+    root = tmp_path / "dpo_weak_rm-smoke"
+    record = json.loads((root / "student" / "stage.json").read_text())
+    assert record["global_step"] == 2 and record["inputs"]["strong"]["quantization"]["load_in_4bit"] is True
+    from safetensors.torch import load_file
+
+    adapter = load_file(root / "student" / "adapter" / "adapter_model.safetensors")
+    assert all(t.abs().sum() > 0 for k, t in adapter.items() if "lora_B" in k)  # LoRA trained on top of 4-bit

@@ -1,0 +1,176 @@
+"""Recipe loading: every shipped recipe validates; each kind of bad input gets its own clear error."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from w2s_trl.errors import RecipeError
+from w2s_trl.recipe import load_recipe, load_reward_spec
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+REWARDS = sorted((REPO / "reward").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_documents_itself(path):
+    recipe = load_recipe(path)
+    header = path.read_text().splitlines()[:12]
+    assert any(f"w2s_trl/train.py recipes/{path.name}" in line for line in header), "header must show the launch command"
+    assert recipe.run.name
+
+
+@pytest.mark.parametrize("path", REWARDS, ids=lambda p: p.name)
+def test_every_reward_spec_loads(path):
+    assert load_reward_spec(path).type
+
+
+def write_recipe(tmp_path, edit) -> Path:
+    """The default recipe, edited by `edit(dict)`, written next to a copy of reward/."""
+    raw = yaml.safe_load((REPO / "recipes" / "dpo_weak_rm.yaml").read_text())
+    edit(raw)
+    (tmp_path / "recipes").mkdir(exist_ok=True)
+    (tmp_path / "reward").mkdir(exist_ok=True)
+    for spec in REWARDS:
+        (tmp_path / "reward" / spec.name).write_text(spec.read_text())
+    path = tmp_path / "recipes" / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_unknown_top_level_key(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r.update(trainer={"x": 1}))
+    with pytest.raises(RecipeError, match=r"r\.yaml: invalid recipe(.|\n)*trainer: unknown key; allowed here: run, data"):
+        load_recipe(path)
+
+
+def test_unknown_nested_key_lists_allowed_keys(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["strong"]["lora"].update(rank=8))
+    with pytest.raises(RecipeError, match=r"strong\.lora\.rank: unknown key; allowed here: r, alpha, dropout"):
+        load_recipe(path)
+
+
+def test_wrong_type_shows_value_given(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["run"].update(seed="seven"))
+    with pytest.raises(RecipeError, match=r"run\.seed: .*integer.*\(given: 'seven'\)"):
+        load_recipe(path)
+
+
+def test_unknown_trainer(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"].update(trainer="ppo"))
+    with pytest.raises(RecipeError, match=r"align\.trainer: Input should be 'dpo'.*\(given: 'ppo'\)"):
+        load_recipe(path)
+
+
+def test_unknown_model_spec(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["strong"].update(model="embedded:gpt5"))
+    with pytest.raises(RecipeError, match=r"strong\.model: unknown causal model 'embedded:gpt5'; allowed here: embedded:smollm2"):
+        load_recipe(path)
+
+
+def test_reward_model_spec_must_be_a_reward_model(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward={"type": "reward_model", "model": "tiny:causal-lm"}))
+    with pytest.raises(RecipeError, match=r"weak\.reward\.model: unknown reward model 'tiny:causal-lm'"):
+        load_recipe(path)
+
+
+def test_model_spec_that_is_neither_path_nor_hub_id(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["strong"].update(model="./no/such/folder"))
+    with pytest.raises(RecipeError, match="neither an existing path nor a hub id"):
+        load_recipe(path)
+
+
+def test_unknown_trl_argument_is_named_with_suggestion(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(betta=0.2))
+    with pytest.raises(RecipeError, match=r"align\.args: unknown DPOConfig argument 'betta'; did you mean beta"):
+        load_recipe(path)
+
+
+def test_bad_trl_argument_value(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(lr_scheduler_type="zigzag"))
+    with pytest.raises(RecipeError, match=r"align\.args: DPOConfig rejected these arguments"):
+        load_recipe(path)
+
+
+def test_args_owned_by_w2s_trl(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(output_dir="/tmp/x"))
+    with pytest.raises(RecipeError, match=r"'output_dir' is set by w2s-trl from the run directory"):
+        load_recipe(path)
+
+
+def test_reward_training_args_checked_against_reward_config(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward={"model": "tiny:reward-model", "train": {"beta": 1}}))
+    with pytest.raises(RecipeError, match=r"weak\.reward\.train: unknown RewardConfig argument 'beta'"):
+        load_recipe(path)
+
+
+def test_cross_field_check_prints_both_values(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"].update(ceiling=False))
+    with pytest.raises(RecipeError, match="region_reference is 'ceiling' but align.ceiling is false"):
+        load_recipe(path)
+
+
+def test_split_fractions_must_sum_to_one(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["data"].update(fractions={"weak_train": 0.5, "w2s_train": 0.5, "test": 0.5}))
+    with pytest.raises(RecipeError, match="must sum to 1, got 1.5"):
+        load_recipe(path)
+
+
+def test_missing_reward_file(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward="reward/nope.yaml"))
+    with pytest.raises(RecipeError, match=r"weak\.reward: file 'reward/nope.yaml' not found"):
+        load_recipe(path)
+
+
+def test_invalid_reward_file_names_that_file(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward="reward/bad.yaml"))
+    (tmp_path / "reward" / "bad.yaml").write_text("type: reward_model\nmodel: tiny:reward-model\nmax_len: 3\n")
+    with pytest.raises(RecipeError, match=r"bad\.yaml: invalid reward specification(.|\n)*max_len: unknown key; allowed here: type, model"):
+        load_recipe(path)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: [unclosed\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(RecipeError, match="nope.yaml: file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+# ---- overrides -----------------------------------------------------------------------------------------------------
+
+
+def test_overrides_are_typed_like_their_field():
+    r = load_recipe(
+        RECIPES[0],
+        ["run.seed=7", "run.name=123", "align.args.beta=0.25", "strong.lora.target_modules=[q_proj]",
+         "align.ceiling=false", "evaluate.region_reference=student", "tracking.report_to=[]"],
+    )  # fmt: skip
+    assert r.run.seed == 7
+    assert r.run.name == "123"  # a str field keeps the text, not the int 123
+    assert r.align.args["beta"] == 0.25
+    assert r.strong.lora.target_modules == ["q_proj"]
+    assert r.align.ceiling is False and r.tracking.report_to == []
+
+
+def test_override_of_unknown_key():
+    with pytest.raises(RecipeError, match=r"override 'run.sed': 'sed' is not a key of run; allowed: name, output_dir, seed"):
+        load_recipe(RECIPES[0], ["run.sed=1"])
+
+
+def test_override_with_wrong_type_is_caught_by_validation():
+    with pytest.raises(RecipeError, match=r"run\.seed: .*\(given: 'abc'\)"):
+        load_recipe(RECIPES[0], ["run.seed=abc"])
+
+
+def test_override_without_equals():
+    with pytest.raises(RecipeError, match="must look like key.path=value"):
+        load_recipe(RECIPES[0], ["run.seed"])
+
+
+def test_smoke_swaps_models_and_shrinks_splits():
+    r = load_recipe(RECIPES[0], smoke=True)
+    assert r.strong.model == "tiny:causal-lm" and r.weak.reward.model == "tiny:reward-model"
+    assert r.run.name.endswith("-smoke") and r.data.max_rows.test <= 16 and r.align.args["max_steps"] == 2
