@@ -39,7 +39,7 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
     preds = (root / "evaluate" / "predictions.jsonl").read_text().splitlines()
     assert len(preds) == metrics["n_test"]
     # labels really come from the weak model: weak_correct matches the order it put in `chosen`
-    labelled = [json.loads(x) for x in (root / "label" / "w2s_train.weak.jsonl").read_text().splitlines()]
+    labelled = [json.loads(x) for x in (root / "label" / "w2s_train.labelled.jsonl").read_text().splitlines()]
     gt = {json.loads(x)["id"]: json.loads(x) for x in (root / "data" / "w2s_train.jsonl").read_text().splitlines()}
     for row in labelled:
         assert row["weak_correct"] == (row["chosen"] == gt[row["id"]]["chosen"])
@@ -65,9 +65,9 @@ def test_changed_input_reruns_only_downstream_stages(tmp_path):
     root = run_dir(tmp_path, recipe)
     weak_fp = json.loads((root / "weak" / "stage.json").read_text())["fingerprint"]
     assert not (root / "student").exists()
-    assert train_main(args[:-2] + ["label.batch_size=3", "--stop-after", "label"]) == 0
+    assert train_main(args[:-2] + ["label.best_of_n.n=3", "--stop-after", "label"]) == 0  # a label-only input
     assert json.loads((root / "weak" / "stage.json").read_text())["fingerprint"] == weak_fp
-    assert json.loads((root / "label" / "stage.json").read_text())["inputs"]["label"]["batch_size"] == 3
+    assert json.loads((root / "label" / "stage.json").read_text())["inputs"]["label"]["best_of_n"]["n"] == 3
 
 
 def _smoke_cmd(tmp_path: Path, *extra: str) -> list[str]:

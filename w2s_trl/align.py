@@ -1,7 +1,9 @@
 """Stage `align` (student and ceiling): preference-train the strong model with LoRA through TRL.
 
 - `dpo`: `trl.DPOTrainer`; the reference is the base model with the LoRA adapter disabled (SCIENCE.md 5).
-The student trains on the weak labels of `w2s_train`, the ceiling on its ground truth: same code, other rows.
+- `simpo`: `trl.experimental.cpo.CPOTrainer` with loss_type="simpo", cpo_alpha=0.0, the recipe's beta and simpo_gamma
+  (the absolute margin gamma): loss = -log sigma(beta * (mean_logp(y_w) - mean_logp(y_l)) - gamma). Reference-free.
+The student trains on the labels of `w2s_train`, the ceiling on its ground truth: same code, other rows.
 """
 
 from __future__ import annotations
@@ -39,16 +41,21 @@ def load_strong_base(recipe: Recipe):
 def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None):
     """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py)."""
     from datasets import Dataset
-    from trl import DPOTrainer
+    from transformers import set_seed
 
     from w2s_trl.trainer_args import build_trl_config
 
+    set_seed(recipe.run.seed)  # LoRA weights are initialised when the trainer wraps the model, before its own seeding
     if model is None:
         model, tokenizer = load_strong_base(recipe)
     dataset = Dataset.from_list([{k: r[k] for k in PREFERENCE_COLUMNS} for r in rows])
-    config = build_trl_config(recipe.align.trainer, recipe.align.args, output_dir, recipe.run.seed,
+    config = build_trl_config(recipe.align.trainer, recipe.align.trl_args(), output_dir, recipe.run.seed,
                               recipe.tracking.report_to, run_name)  # fmt: skip
-    return DPOTrainer(
+    if recipe.align.trainer == "simpo":
+        from trl.experimental.cpo import CPOTrainer as Trainer
+    else:
+        from trl import DPOTrainer as Trainer
+    return Trainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe)
     )
 

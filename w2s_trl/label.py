@@ -32,12 +32,3 @@ def weak_label_rows(rows: list[dict], reward_gt_chosen: list[float], reward_gt_r
         )
         out.append(labelled)
     return out
-
-
-def label_with_reward_model(model, tokenizer, rows: list[dict], batch_size: int, max_length: int) -> list[dict]:
-    from w2s_trl.scoring import reward_scores
-
-    prompts = [r["prompt"] for r in rows]
-    r_a = reward_scores(model, tokenizer, prompts, [r["chosen"] for r in rows], batch_size, max_length, "weak labels (a)")
-    r_b = reward_scores(model, tokenizer, prompts, [r["rejected"] for r in rows], batch_size, max_length, "weak labels (b)")
-    return weak_label_rows(rows, r_a, r_b)

@@ -53,3 +53,25 @@ def knowledge_regions(weak_correct: Sequence[bool], ref_correct: Sequence[bool],
             errors[name] = float((~c[mask]).mean()) if n else None
         out[cell] = {"n": n, "small": n < 10, "error": errors}
     return out
+
+
+def pair_score_summary(chosen: Sequence[float], rejected: Sequence[float],
+                       sections: Sequence[str] | None = None) -> dict:  # fmt: skip
+    """RewardBench-style scoring of a reward source on pairs (SCIENCE.md 6): accuracy (ties wrong), tie count, mean
+    margin, and per-section accuracy with the sections averaged weighted by their example counts."""
+    margins = np.asarray(chosen, dtype=float) - np.asarray(rejected, dtype=float)
+    out = {
+        "n": int(margins.size),
+        "accuracy": pair_accuracy(margins),
+        "ties": int((margins == 0).sum()),
+        "mean_margin": float(margins.mean()),
+    }
+    if sections is not None:
+        names = np.asarray(sections)
+        per = {}
+        for name in sorted(set(sections)):
+            mask = names == name
+            per[name] = {"n": int(mask.sum()), "accuracy": pair_accuracy(margins[mask])}
+        out["sections"] = per
+        out["section_weighted_accuracy"] = sum(v["n"] * v["accuracy"] for v in per.values()) / out["n"]
+    return out

@@ -16,10 +16,21 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from w2s_trl.errors import RecipeError
 from w2s_trl.models import check_model_spec
@@ -116,7 +127,117 @@ class RewardModelSpec(Strict):
         return check_trainer_args(v, "reward")
 
 
-RewardSpec = RewardModelSpec  # grows into a union discriminated on `type`
+class CausalSide(Strict):
+    model: str = Field(description="causal LM spec: hub id, path, embedded:smollm2-135m-instruct, tiny:causal-lm")
+    trust_remote_code: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str) -> str:
+        return check_model_spec(v, kind="causal")
+
+
+class RouterSpec(Strict):
+    """Picks the prompt's domain, which picks the criteria prompt and exemplars."""
+
+    type: Literal["none", "keywords", "prompted"] = "none"
+    default: str = Field("chat", description="domain when nothing matches (or the LLM's answer names no domain)")
+    keywords: dict[str, list[str]] = Field(default_factory=dict, description="keywords router: domain -> words")
+    model: str | None = Field(None, description="prompted router: the causal LM that names the domain")
+
+    @model_validator(mode="after")
+    def _needs(self) -> "RouterSpec":
+        if self.type == "keywords" and not self.keywords:
+            raise ValueError("router.type 'keywords' needs router.keywords (domain -> list of words)")
+        if self.type == "prompted":
+            if not self.model:
+                raise ValueError("router.type 'prompted' needs router.model (a causal LM spec)")
+            check_model_spec(self.model, kind="causal")
+        return self
+
+
+DENSITY_RATIO_FORMS = {
+    "models": ("strong", "weak"),
+    "adapter": ("base", "adapter"),
+    "personas": ("model", "strong_system", "weak_system"),
+}
+
+
+class DensityRatioSpec(Strict):
+    """r(x, y) = logp_S(y | c(x)) - logp_W(y | c(x)) (SCIENCE.md 3). File fields are paths (relative to the spec
+    file, its parent folder or the current directory)."""
+
+    type: Literal["density_ratio"] = "density_ratio"
+    pair: Literal["models", "adapter", "personas"] = "models"
+    strong: CausalSide | None = Field(None, description="models form: the better-aligned model S")
+    weak: CausalSide | None = Field(None, description="models form: the less-aligned model W")
+    base: str | None = Field(None, description="adapter form: the base model (W = adapter disabled)")
+    adapter: str | None = Field(None, description="adapter form: LoRA adapter folder (S = adapter enabled)")
+    model: str | None = Field(None, description="personas form: the one model")
+    strong_system: str | None = Field(None, description="personas form: text file with the aligned persona (S)")
+    weak_system: str | None = Field(None, description="personas form: text file with the unaligned persona (W)")
+    normalize: Literal["sum", "mean"] = "sum"
+    criteria: dict[str, str] = Field(default_factory=dict, description="domain -> criteria system-prompt text file")
+    exemplars: dict[str, str] = Field(default_factory=dict, description="domain -> YAML file of {prompt, good, bad}")
+    k: int = Field(0, ge=0, description="in-context exemplars per prompt (from its domain's file)")
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    score_batch_size: int = Field(16, gt=0)
+    precision: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: autocast, faster, less exact")
+
+    @model_validator(mode="after")
+    def _check_form(self) -> "DensityRatioSpec":
+        needed = DENSITY_RATIO_FORMS[self.pair]
+        missing = [f for f in needed if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"pair '{self.pair}' needs {', '.join(needed)}; missing: {', '.join(missing)}")
+        extra = [f for form in DENSITY_RATIO_FORMS.values() for f in form if f not in needed and getattr(self, f)]
+        if extra:
+            raise ValueError(f"pair '{self.pair}' does not use {', '.join(extra)}; remove them or change pair")
+        for spec in (self.base, self.model):
+            if spec is not None:
+                check_model_spec(spec, kind="causal")
+        files = [self.adapter, self.strong_system, self.weak_system, *self.criteria.values(), *self.exemplars.values()]
+        for f in files:
+            if f is not None and not Path(f).exists():
+                raise ValueError(f"file '{f}' not found")
+        if self.k and not self.exemplars:
+            raise ValueError(f"k is {self.k} but no exemplars are given: add exemplars (domain -> file) or set k: 0")
+        return self
+
+
+SPEC_FILE_FIELDS = ("adapter", "strong_system", "weak_system")
+
+
+def resolve_spec_files(raw: dict, anchor: Path) -> dict:
+    """Make a density-ratio spec's file fields absolute, searched from `anchor` (the file that names them)."""
+    if not isinstance(raw, dict) or raw.get("type") != "density_ratio":
+        return raw
+
+    def fix(value):
+        if isinstance(value, str) and not Path(value).is_absolute():
+            found = find_relative(value, anchor)
+            return str(found) if found else value
+        return value
+
+    for key in SPEC_FILE_FIELDS:
+        raw[key] = fix(raw.get(key)) if key in raw else raw.get(key)
+        if raw[key] is None:
+            del raw[key]
+    for key in ("criteria", "exemplars"):
+        if isinstance(raw.get(key), dict):
+            raw[key] = {d: fix(v) for d, v in raw[key].items()}
+    return raw
+
+
+def _reward_kind(value: Any) -> str:
+    return value.get("type", "reward_model") if isinstance(value, dict) else getattr(value, "type", "reward_model")
+
+
+REWARD_TAGS: dict[str, type[BaseModel]] = {"reward_model": RewardModelSpec, "density_ratio": DensityRatioSpec}
+RewardSpec = Annotated[
+    Union[Annotated[RewardModelSpec, Tag("reward_model")], Annotated[DensityRatioSpec, Tag("density_ratio")]],
+    Discriminator(_reward_kind),
+]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -190,23 +311,53 @@ class WeakSection(Strict):
     reward: RewardSpec = Field(description="reward specification: a file under reward/ or an inline mapping")
 
 
+class BestOfNSection(Strict):
+    """Sampling and pair selection for `label.method: best_of_n` (SCIENCE.md 4)."""
+
+    n: int = Field(4, ge=2, description="responses sampled per prompt")
+    rejected: Literal["argmin", "random_non_best"] = "argmin"
+    max_new_tokens: int = Field(48, gt=0)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    prompts_per_batch: int = Field(8, gt=0, description="prompts per generate call (x n sequences)")
+
+
 class LabelSection(Strict):
-    batch_size: int = Field(32, gt=0, description="pairs per weak-RM forward pass")
+    method: Literal["weak_labels", "best_of_n"] = Field(
+        "weak_labels",
+        description="weak_labels: the reward source reorders w2s_train pairs; "
+        "best_of_n: the strong policy samples n responses per w2s_train prompt and the reward source picks the pair",
+    )
+    best_of_n: BestOfNSection = Field(default_factory=BestOfNSection)
+
+
+# SimPO is TRL's CPO trainer with these fixed (SCIENCE.md 5); a recipe sets beta and simpo_gamma (absolute margin).
+SIMPO_FIXED = {"loss_type": "simpo", "cpo_alpha": 0.0}
 
 
 class AlignSection(Strict):
-    trainer: Literal["dpo"] = "dpo"
+    trainer: Literal["dpo", "simpo"] = "dpo"
     ceiling: bool = Field(True, description="also train the strong ceiling on w2s_train ground truth")
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 
     @field_validator("args")
     @classmethod
     def _check_args(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        return check_trainer_args(v, info.data.get("trainer", "dpo"))
+        trainer = info.data.get("trainer", "dpo")
+        if trainer == "simpo":
+            for key, fixed in SIMPO_FIXED.items():
+                if key in v and v[key] != fixed:
+                    raise ValueError(f"simpo fixes {key}={fixed!r} (got {v[key]!r}); remove it, or use another trainer")
+        return check_trainer_args(v, trainer)
+
+    def trl_args(self) -> dict[str, Any]:
+        """`args` plus what the trainer choice fixes."""
+        return {**self.args, **(SIMPO_FIXED if self.trainer == "simpo" else {})}
 
 
 class EvaluateSection(Strict):
     batch_size: int = Field(16, gt=0)
+    base: bool = Field(False, description="also score the strong model before alignment (accuracy.base)")
     region_reference: Literal["ceiling", "student"] = Field(
         "ceiling", description="strong model whose errors define K_s/U_s (SCIENCE.md 2)"
     )
@@ -235,6 +386,11 @@ class Recipe(Strict):
                 "evaluate.region_reference is 'ceiling' but align.ceiling is false: "
                 "turn the ceiling on, or set evaluate.region_reference: student"
             )
+        if self.label.method == "best_of_n" and self.align.ceiling:
+            raise ValueError(
+                "label.method is 'best_of_n' but align.ceiling is true: sampled responses have no ground truth to "
+                "train a ceiling on; set align.ceiling: false"
+            )
         return self
 
 
@@ -246,7 +402,7 @@ def _format_errors(path: Path, err: ValidationError, schema: type[BaseModel], wh
     n = err.error_count()
     lines = [f"{path}: invalid {what} ({n} problem{'s' if n > 1 else ''})"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        loc = ".".join(str(p) for p in e["loc"] if p not in REWARD_TAGS)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             allowed = _allowed_keys(schema, e["loc"][:-1])
@@ -259,6 +415,9 @@ def _format_errors(path: Path, err: ValidationError, schema: type[BaseModel], wh
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
+        if part in REWARD_TAGS:  # pydantic puts the union member's tag in the path
+            model = REWARD_TAGS[part]
+            continue
         field = model.model_fields.get(str(part))
         sub = _model_in(field.annotation) if field else None
         if sub is None:
@@ -327,6 +486,8 @@ def _resolve_reward(raw: dict, recipe_path: Path) -> None:
                 f"(looked next to the recipe, in its parent and in the current directory)"
             )
         weak["reward"] = load_reward_spec_raw(spec_path)
+    elif isinstance(weak, dict) and isinstance(weak.get("reward"), dict):
+        resolve_spec_files(weak["reward"], recipe_path)
 
 
 def find_relative(name: str, anchor: Path) -> Path | None:
@@ -350,17 +511,26 @@ def read_yaml(path: Path) -> dict:
 
 
 def load_reward_spec_raw(path: Path) -> dict:
-    data = read_yaml(path)
+    data = resolve_spec_files(read_yaml(path), path)
     try:
-        RewardModelSpec.model_validate(data)
+        reward_spec_adapter().validate_python(data)
     except ValidationError as e:
-        raise RecipeError(_format_errors(path, e, RewardModelSpec, "reward specification")) from None
+        raise RecipeError(_format_errors(path, e, _reward_schema(data), "reward specification")) from None
     return data
 
 
-def load_reward_spec(path: str | Path) -> RewardSpec:
+@functools.cache
+def reward_spec_adapter() -> TypeAdapter:
+    return TypeAdapter(RewardSpec)
+
+
+def _reward_schema(data: Any) -> type[BaseModel]:
+    return DensityRatioSpec if _reward_kind(data) == "density_ratio" else RewardModelSpec
+
+
+def load_reward_spec(path: str | Path) -> RewardModelSpec | DensityRatioSpec:
     path = Path(path)
-    return RewardModelSpec.model_validate(load_reward_spec_raw(path))
+    return reward_spec_adapter().validate_python(load_reward_spec_raw(path))
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False) -> Recipe:
@@ -388,8 +558,9 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.data.size = min(r.data.size, 120)
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
     r.strong.model = "tiny:causal-lm"
-    r.weak.reward.model = "tiny:reward-model"
-    r.weak.reward.train = {**r.weak.reward.train, "max_steps": 2, "per_device_train_batch_size": 8, "save_steps": 1}
+    r.weak.reward = smoke_reward(r.weak.reward)
+    r.label.best_of_n.n = min(r.label.best_of_n.n, 3)
+    r.label.best_of_n.max_new_tokens = min(r.label.best_of_n.max_new_tokens, 8)
     r.align.args = {
         **r.align.args,
         "max_steps": 2,
@@ -399,6 +570,25 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
         "logging_steps": 1,
     }
     return r
+
+
+def smoke_reward(spec: RewardModelSpec | DensityRatioSpec) -> RewardModelSpec | DensityRatioSpec:
+    """The same reward source on tiny local models."""
+    spec = spec.model_copy(deep=True)
+    if isinstance(spec, RewardModelSpec):
+        spec.model = "tiny:reward-model"
+        spec.train = {**spec.train, "max_steps": 2, "per_device_train_batch_size": 8, "save_steps": 1}
+        return spec
+    for side in (spec.strong, spec.weak):
+        if side is not None:
+            side.model = "tiny:causal-lm"
+    if spec.model is not None:
+        spec.model = "tiny:causal-lm"
+    if spec.router.model is not None:
+        spec.router.model = "tiny:causal-lm"
+    if spec.pair == "adapter":
+        raise RecipeError("--smoke cannot swap the base of a trained adapter for a tiny model; use the models form")
+    return spec
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -9,24 +9,30 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+MODELS = ("weak", "base", "student", "ceiling")
+
+
 def summary_table(metrics: dict) -> str:
     acc = metrics["accuracy"]
+    models = [m for m in MODELS if m in acc and (acc[m] is not None or m == "ceiling")]
     pgr = _fmt(metrics["pgr"]) if metrics["pgr"] is not None else f"null ({metrics['pgr_note']})"
     return "\n".join(
         [
-            "| weak | student | ceiling | PGR |",
-            "|---:|---:|---:|:---|",
-            f"| {_fmt(acc['weak'])} | {_fmt(acc['student'])} | {_fmt(acc['ceiling'])} | {pgr} |",
+            "| " + " | ".join(models) + " | PGR |",
+            "|" + "---:|" * len(models) + ":---|",
+            "| " + " | ".join(_fmt(acc[m]) for m in models) + f" | {pgr} |",
         ]
     )
 
 
 def render_report(run_name: str, metrics: dict) -> str:
-    models = [m for m in ("weak", "student", "ceiling") if metrics["accuracy"].get(m) is not None]
+    models = [m for m in MODELS if metrics["accuracy"].get(m) is not None]
     lines = [
         f"# w2s-trl run `{run_name}`",
         "",
-        f"Ground-truth pair accuracy on `test` ({metrics['n_test']} pairs; ties count as wrong).",
+        f"Ground-truth pair accuracy on `test` ({metrics['n_test']} pairs; ties count as wrong). `weak`: the reward "
+        "source; `base`: the strong model before alignment; `student`: aligned on the weak labels; `ceiling`: aligned "
+        "on ground truth.",
         "",
         summary_table(metrics),
         "",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from w2s_trl.recipe import RewardModelSpec
 from w2s_trl.rundir import StageWork
 from w2s_trl.scoring import reward_text
@@ -26,6 +24,9 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
     from w2s_trl.models import load_reward_model
     from w2s_trl.trainer_args import build_trl_config, finish_tracking
 
+    from transformers import set_seed
+
+    set_seed(seed)  # the new reward head is initialised at load time
     model, tok = load_reward_model(spec.model, spec.trust_remote_code)
     args = {"max_length": spec.max_length, **spec.train}
     config = build_trl_config("reward", args, str(work.checkpoints), seed, report_to, run_name)
@@ -40,9 +41,3 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
     trainer.save_model(str(work.out / "model"))
     tok.save_pretrained(str(work.out / "model"))
     return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
-
-
-def load_trained_reward_model(stage_dir: Path):
-    from w2s_trl.models import load_reward_model
-
-    return load_reward_model(str(stage_dir / "model"))

@@ -1,0 +1,111 @@
+"""Best-of-N annotation (SCIENCE.md 4): sample N responses per prompt from a policy, score them with any reward
+source, and build preference pairs: chosen = argmax; rejected = argmin (default) or a uniformly random non-max
+response (`random_non_best`); a prompt is skipped when max == min or chosen and rejected texts are equal. Every row
+keeps all N samples and scores.
+
+Resumable: each finished prompt is appended (and flushed) to a progress file; an interrupted annotation continues
+with the prompts not in it, and finished prompts are never regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Sequence
+
+from w2s_trl.recipe import BestOfNSection
+
+
+def select_pair(texts: Sequence[str], scores: Sequence[float], rejected: str, rng: random.Random
+                ) -> tuple[int, int] | str:  # fmt: skip
+    """(chosen index, rejected index), or the reason the prompt is skipped. Pure; tested by value."""
+    best = max(range(len(scores)), key=lambda i: scores[i])  # first argmax
+    top, bottom = scores[best], min(scores)
+    if top == bottom:
+        return "tie: every sample has the same score"
+    if rejected == "argmin":
+        worst = min(range(len(scores)), key=lambda i: scores[i])
+    else:  # random_non_best: uniform over the responses whose score is below the max
+        worst = rng.choice([i for i, s in enumerate(scores) if s < top])
+    if texts[best] == texts[worst]:
+        return "identical: chosen and rejected texts are equal"
+    return best, worst
+
+
+def prompt_seed(seed: int, example_id: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()[:8], 16)
+
+
+def read_progress(path: Path) -> dict[str, dict]:
+    """Finished prompts by id; a last line cut by a kill is ignored (that prompt is redone)."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[record["id"]] = record
+    return done
+
+
+def sample(policy, tokenizer, prompts: Sequence[list[dict]], cfg: BestOfNSection, seed: int) -> list[list[str]]:
+    """N sampled completions per prompt, batched (left padding)."""
+    import torch
+
+    from w2s_trl.scoring import render
+
+    tokenizer.padding_side = "left"
+    texts = [render(tokenizer, p, add_generation_prompt=True) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(policy.device)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = policy.generate(
+            **enc, do_sample=True, num_return_sequences=cfg.n, max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p, pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+    decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    return [[d.strip() for d in decoded[i * cfg.n : (i + 1) * cfg.n]] for i in range(len(prompts))]
+
+
+def best_of_n(policy, tokenizer, rows: list[dict], source, cfg: BestOfNSection, seed: int, progress: Path) -> dict:
+    """Annotate `rows` (prompts), appending each finished prompt to `progress`; returns counts."""
+    from tqdm.auto import tqdm
+
+    done = read_progress(progress)
+    todo = [r for r in rows if r["id"] not in done]
+    policy.eval()
+    bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"best-of-{cfg.n}")
+    with open(progress, "a") as fh:
+        for start in range(0, len(todo), cfg.prompts_per_batch):
+            batch = todo[start : start + cfg.prompts_per_batch]
+            samples = sample(policy, tokenizer, [r["prompt"] for r in batch], cfg, prompt_seed(seed, batch[0]["id"]))
+            flat_prompts = [r["prompt"] for r in batch for _ in range(cfg.n)]
+            flat = [s for group in samples for s in group]
+            scores = source(flat_prompts, flat)
+            for i, row in enumerate(batch):
+                texts, sc = samples[i], scores[i * cfg.n : (i + 1) * cfg.n]
+                picked = select_pair(texts, sc, cfg.rejected, random.Random(prompt_seed(seed, row["id"])))
+                record = {k: row[k] for k in ("id", "objective", "category", "subtlety", "prompt")}
+                record.update(samples=texts, scores=sc)
+                if isinstance(picked, str):
+                    record["skipped"] = picked
+                else:
+                    record["chosen"] = [{"role": "assistant", "content": texts[picked[0]]}]
+                    record["rejected"] = [{"role": "assistant", "content": texts[picked[1]]}]
+                fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            bar.update(len(batch))
+    bar.close()
+    records = read_progress(progress)
+    return {"prompts": len(records), "pairs": sum("skipped" not in r for r in records.values()),
+            "resumed_with": len(done)}  # fmt: skip
+
+
+def pairs_from_progress(progress: Path, order: Sequence[str]) -> list[dict]:
+    records = read_progress(progress)
+    return [records[i] for i in order if i in records and "skipped" not in records[i]]
