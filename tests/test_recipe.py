@@ -1,5 +1,6 @@
 """Recipe loading: every shipped recipe validates; each kind of bad input gets its own clear error."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,61 @@ def test_smoke_swaps_models_and_shrinks_splits():
     r = load_recipe(RECIPES[0], smoke=True)
     assert r.strong.model == "tiny:causal-lm" and r.weak.reward.model == "tiny:reward-model"
     assert r.run.name.endswith("-smoke") and r.data.max_rows.test <= 16 and r.align.args["max_steps"] == 2
+
+
+# ---- reward specifications: density ratio --------------------------------------------------------------------------
+
+
+def write_spec(tmp_path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("type: density_ratio\npair: models\nstrong: {model: tiny:causal-lm}\n",
+         "pair 'models' needs strong, weak; missing: weak"),
+        ("type: density_ratio\npair: models\nstrong: {model: tiny:causal-lm}\nweak: {model: tiny:causal-lm}\n"
+         "model: tiny:causal-lm\n", "pair 'models' does not use model"),
+        ("type: density_ratio\npair: adapter\nbase: tiny:causal-lm\nadapter: no/such/adapter\n",
+         "file 'no/such/adapter' not found"),
+        ("type: density_ratio\npair: models\nstrong: {model: tiny:causal-lm}\nweak: {model: tiny:causal-lm}\nk: 2\n",
+         "k is 2 but no exemplars are given"),
+        ("type: density_ratio\npair: models\nstrong: {model: tiny:causal-lm}\nweak: {model: tiny:causal-lm}\n"
+         "router: {type: keywords}\n", "router.type 'keywords' needs router.keywords"),
+        ("type: density_ratio\npair: models\nstrong: {model: tiny:reward-model}\nweak: {model: tiny:causal-lm}\n",
+         "strong.model: unknown causal model 'tiny:reward-model'"),
+        ("type: density_ratio\nnormalise: mean\n", "normalise: unknown key; allowed here: type, pair, strong, weak"),
+        ("type: magic\nmodel: x\n", "does not match any of the expected tags: 'reward_model', 'density_ratio'"),
+    ],
+)  # fmt: skip
+def test_density_ratio_spec_errors(tmp_path, text, message):
+    with pytest.raises(RecipeError, match=r"spec\.yaml: invalid reward specification(.|\n)*" + re.escape(message)):
+        load_reward_spec(write_spec(tmp_path, text))
+
+
+def test_spec_files_resolve_relative_to_the_spec(tmp_path):
+    (tmp_path / "reward" / "crit").mkdir(parents=True)
+    (tmp_path / "reward" / "crit" / "safety.txt").write_text("be safe")
+    spec = tmp_path / "reward" / "dr.yaml"
+    spec.write_text("type: density_ratio\npair: models\nstrong: {model: tiny:causal-lm}\nweak: {model: tiny:causal-lm}\n"
+                    "criteria: {safety: reward/crit/safety.txt}\n")  # fmt: skip
+    loaded = load_reward_spec(spec)
+    assert Path(loaded.criteria["safety"]).read_text() == "be safe"
+
+
+def test_simpo_fixes_loss_type_and_cpo_alpha(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["align"].update(trainer="simpo", args={"beta": 2.0, "cpo_alpha": 1.0}))
+    with pytest.raises(RecipeError, match=r"align\.args: simpo fixes cpo_alpha=0\.0 \(got 1\.0\)"):
+        load_recipe(path)
+    path = write_recipe(tmp_path, lambda r: r["align"].update(trainer="simpo", args={"beta": 2.0, "simpo_gamma": 0.5}))
+    recipe = load_recipe(path)
+    assert recipe.align.trl_args() == {"beta": 2.0, "simpo_gamma": 0.5, "loss_type": "simpo", "cpo_alpha": 0.0}
+
+
+def test_best_of_n_cannot_have_a_ceiling(tmp_path):
+    path = write_recipe(tmp_path, lambda r: r["label"].update(method="best_of_n"))
+    with pytest.raises(RecipeError, match="label.method is 'best_of_n' but align.ceiling is true"):
+        load_recipe(path)

@@ -61,16 +61,9 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 
 
 def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str) -> dict:
-    from w2s_trl.trainer_args import finish_tracking
+    from w2s_trl.trainer_args import run_training
 
-    trainer = make_trainer(recipe, rows, str(work.checkpoints), run_name)
-    resume = work.last_checkpoint()
-    if resume:
-        print(f"[w2s-trl] resuming {run_name} from {resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume)
-    finish_tracking()
-    trainer.save_model(str(work.out / "adapter"))
-    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+    return run_training(make_trainer(recipe, rows, str(work.checkpoints), run_name), work, "adapter", run_name)
 
 
 def adapter_dir(stage_dir: Path) -> Path:

@@ -76,6 +76,10 @@ def best_of_n(policy, tokenizer, rows: list[dict], source, cfg: BestOfNSection, 
     from tqdm.auto import tqdm
 
     done = read_progress(progress)
+    if progress.exists():  # drop a line cut by a kill, so appended records start on a fresh line
+        tmp = progress.with_name(progress.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+        os.replace(tmp, progress)
     todo = [r for r in rows if r["id"] not in done]
     policy.eval()
     bar = tqdm(total=len(rows), initial=len(rows) - len(todo), desc=f"best-of-{cfg.n}")

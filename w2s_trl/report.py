@@ -38,7 +38,7 @@ def render_report(run_name: str, metrics: dict) -> str:
         "",
         "## Knowledge regions (SCIENCE.md 2)",
         "",
-        f"K_w/U_w: the weak RM (trained on ground truth) is right/wrong; K_s/U_s: the reference strong model "
+        f"K_w/U_w: the weak supervisor (the reward source) is right/wrong; K_s/U_s: the reference strong model "
         f"(`{metrics['region_reference']}`) is right/wrong. Cells under 10 examples are flagged (small).",
         "",
         "| cell | n | " + " | ".join(f"err({m})" for m in models) + " |",

@@ -197,7 +197,7 @@ class DensityRatioSource(RewardSource):
         self.exemplars = {d: load_exemplars(Path(p))[: spec.k] for d, p in spec.exemplars.items()} if spec.k else {}
         self.autocast = torch.bfloat16 if spec.precision == "bfloat16" else None
         self.persona = {"strong": "", "weak": ""}
-        self._adapter_off = contextlib.nullcontext
+        self.side_context = {"strong": contextlib.nullcontext, "weak": contextlib.nullcontext}
         if spec.pair == "models":
             self.strong = load_causal_lm(spec.strong.model, trust_remote_code=spec.strong.trust_remote_code)
             self.strong_tok = load_tokenizer(spec.strong.model, spec.strong.trust_remote_code)
@@ -212,7 +212,7 @@ class DensityRatioSource(RewardSource):
             base = load_causal_lm(spec.base)
             self.strong = self.weak = PeftModel.from_pretrained(base, spec.adapter)
             self.strong_tok = self.weak_tok = load_tokenizer(spec.base)
-            self._adapter_off = self.strong.disable_adapter  # W = the same weights with the adapter disabled
+            self.side_context["weak"] = self.strong.disable_adapter  # W = the same weights, adapter disabled
         else:  # personas
             self.strong = self.weak = load_causal_lm(spec.model)
             self.strong_tok = self.weak_tok = load_tokenizer(spec.model)
@@ -232,11 +232,8 @@ class DensityRatioSource(RewardSource):
         from w2s_trl.scoring import response_logprobs
 
         model, tok = (self.strong, self.strong_tok) if side == "strong" else (self.weak, self.weak_tok)
-        off = self._adapter_off if side == "weak" else None
-        import contextlib
-
-        with off() if off else contextlib.nullcontext():
-            return response_logprobs(model, tok, self.contexts(prompts, side), completions, self.spec.batch_size,
+        with self.side_context[side]():
+            return response_logprobs(model, tok, self.contexts(prompts, side), completions, self.spec.score_batch_size,
                                      desc=f"density ratio ({side})", autocast_dtype=self.autocast)  # fmt: skip
 
     def score(self, prompts, completions):

@@ -26,3 +26,16 @@ def finish_tracking() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
+
+
+def run_training(trainer, work, save_as: str, label: str) -> dict:
+    """Train (resuming from the stage's last checkpoint), close tracking, save into `work.out/save_as`; return what
+    stage.json records."""
+    resume = work.last_checkpoint()
+    if resume:
+        print(f"[w2s-trl] resuming {label} from {resume}", flush=True)
+    result = trainer.train(resume_from_checkpoint=resume)
+    finish_tracking()
+    trainer.save_model(str(work.out / save_as))
+    trainer.processing_class.save_pretrained(str(work.out / save_as))
+    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}

@@ -19,12 +19,11 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
                        run_name: str) -> dict:  # fmt: skip
     """Train, save to `work.out/model`, and return what stage.json should record."""
     from datasets import Dataset
+    from transformers import set_seed
     from trl import RewardTrainer
 
     from w2s_trl.models import load_reward_model
-    from w2s_trl.trainer_args import build_trl_config, finish_tracking
-
-    from transformers import set_seed
+    from w2s_trl.trainer_args import build_trl_config, run_training
 
     set_seed(seed)  # the new reward head is initialised at load time
     model, tok = load_reward_model(spec.model, spec.trust_remote_code)
@@ -33,11 +32,4 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
     trainer = RewardTrainer(
         model=model, args=config, train_dataset=Dataset.from_list(reward_training_rows(tok, rows)), processing_class=tok
     )
-    resume = work.last_checkpoint()
-    if resume:
-        print(f"[w2s-trl] resuming reward-model training from {resume}", flush=True)
-    result = trainer.train(resume_from_checkpoint=resume)
-    finish_tracking()
-    trainer.save_model(str(work.out / "model"))
-    tok.save_pretrained(str(work.out / "model"))
-    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+    return run_training(trainer, work, "model", run_name)
