@@ -172,3 +172,15 @@ def test_reward_model_source_shares_the_interface():
     chosen, rejected = source.score_pairs(rows)
     assert chosen == pytest.approx(source(PROMPTS, COMPLETIONS), abs=1e-5)
     assert len(rejected) == 3
+
+
+def test_a_reward_sources_cache_key_follows_the_contents_of_its_files(tmp_path):
+    from w2s_trl.pipeline import reward_spec_inputs
+    from w2s_trl.rundir import fingerprint
+
+    crit = tmp_path / "safety.txt"
+    crit.write_text("refuse harm")
+    spec = models_spec(criteria={"safety": str(crit)})
+    before = fingerprint(reward_spec_inputs(spec))
+    crit.write_text("refuse harm, politely")
+    assert fingerprint(reward_spec_inputs(spec)) != before

@@ -38,6 +38,22 @@ def reward_model_specs(spec) -> list[str]:
     return sides + [m for m in (spec.base, spec.model, spec.router.model) if m is not None]
 
 
+def reward_spec_inputs(spec) -> dict:
+    """What a reward source's scores depend on: its spec and the contents of the files it names."""
+    import hashlib
+
+    files = [spec.adapter, spec.strong_system, spec.weak_system, *spec.criteria.values(), *spec.exemplars.values()]
+    digests = {}
+    for name in filter(None, files):
+        path = Path(name)
+        parts = sorted(path.rglob("*")) if path.is_dir() else [path]
+        h = hashlib.sha256()
+        for part in (p for p in parts if p.is_file()):
+            h.update(part.read_bytes())
+        digests[name] = h.hexdigest()[:16]
+    return {"spec": spec.model_dump(), "files": digests}
+
+
 def configure_environment(recipe: Recipe) -> None:
     """Offline and quiet by default: no telemetry; no hub access when nothing names a hub id (run.offline: auto)."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -112,7 +128,7 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
         weak_dir = rd.run("weak", weak_inputs, compute_weak, all_ranks=True)
     if done("weak"):
         return root
-    source_inputs = fp("weak") if trains_weak else r.weak.reward.model_dump()
+    source_inputs = fp("weak") if trains_weak else reward_spec_inputs(r.weak.reward)
 
     def reward_source():
         from w2s_trl.rewards import build_reward_source
