@@ -4,7 +4,7 @@
 
 Both paths train SmolLM2-135M-Instruct with the same LoRA settings and DPOConfig arguments on the same pairs. Each run
 does `--steps` steps; the first is a warm-up and the others are timed (per-step mean). Runs are interleaved
-(w2s, direct, w2s, direct) and the best of each is kept. Then the w2s-trl path again with bf16 autocast off (fp32) for
+(w2s, direct, w2s, direct, ...) after one uncounted warm-up run, and the best of each is kept. Then the w2s-trl path again with bf16 autocast off (fp32) for
 tokens/s in both precisions. Prints the ratios measured side by side in this one run.
 """
 
@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--recipe", default=str(REPO / "recipes" / "dpo_weak_rm.yaml"))
     p.add_argument("--steps", type=int, default=3, help="steps per run; the first is a warm-up")
     p.add_argument("--pairs", type=int, default=8, help="pairs per step (per_device_train_batch_size)")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
 
     import torch
@@ -110,6 +110,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device}; torch {torch.__version__}; {a.pairs} pairs/step; {a.steps - 1} timed steps per run")
 
+    run_w2s(recipe, rows, 2, bf16=True)  # warm-up: the process's first training run pays one-off start-up costs
     w2s, direct = [], []
     for _ in range(a.repeats):
         w2s.append(run_w2s(recipe, rows, a.steps, bf16=recipe.align.args.get("bf16", True))[0])

@@ -59,3 +59,22 @@ def test_reward_scores_are_batch_invariant(tiny_rm):
     alone = [reward_scores(model, tok, [p], [r])[0] for p, r in zip(PROMPTS, RESPONSES)]
     together = reward_scores(model, tok, PROMPTS, RESPONSES, batch_size=2)
     assert together == pytest.approx(alone, abs=1e-5)
+
+
+def test_shared_context_prefix_runs_once_and_changes_nothing(tiny_lm, monkeypatch):
+    model, tok = tiny_lm
+    system = {"role": "system", "content": "You are a careful assistant. Answer correctly, refuse harm, and be brief."}
+    prompts = [[system] + p for p in PROMPTS] * 4  # 8 rows
+    responses = (RESPONSES + [[{"role": "assistant", "content": "No."}], [{"role": "assistant", "content": "Hey."}]]) * 2
+    calls = []
+    real_forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(k["input_ids"].shape) or real_forward(*a, **k))
+    shared, _ = response_logprobs(model, tok, prompts, responses, batch_size=8, share_prefix=True)
+    # one batch: the shared system prefix once ([1, P]), each of the 2 distinct prompts once, then the 8 responses
+    assert [c[0] for c in calls] == [1, 2, 8] and calls[0][1] >= 16
+    calls.clear()
+    plain, _ = response_logprobs(model, tok, prompts, responses, batch_size=8, share_prefix=False)
+    assert [c[0] for c in calls] == [8]
+    assert shared == pytest.approx(plain, abs=1e-4)
+    alone = [response_logprobs(model, tok, [p], [r], share_prefix=False)[0][0] for p, r in zip(prompts, responses)]
+    assert shared == pytest.approx(alone, abs=1e-4)

@@ -64,15 +64,27 @@ def _progress(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, disable=not show if show is not None else total < 64, leave=False)
 
 
+def _common_prefix(seqs: list[list[int]]) -> int:
+    first, n = seqs[0], min(len(x) for x in seqs)
+    for t in range(n):
+        if any(x[t] != first[t] for x in seqs):
+            return t
+    return n
+
+
 def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
                       batch_size: int = 16, ids: Sequence[str] | None = None, desc: str = "scoring",
-                      progress: bool | None = None, padding_side: str = "left",
-                      autocast_dtype=None) -> tuple[list[float], list[int]]:  # fmt: skip
+                      progress: bool | None = None, padding_side: str = "left", autocast_dtype=None,
+                      share_prefix: bool = True, min_shared: int = 16) -> tuple[list[float], list[int]]:  # fmt: skip
     """Sum of response-token log-probs and response-token count, per row.
 
-    Position ids come from the attention mask, so a row scores the same whatever its padding and batch. With left
-    padding every response ends at the last column, so only the last `max response length + 1` positions go through
-    the LM head and the log-softmax (`logits_to_keep`): on a 49k vocabulary that is most of the saving.
+    Position ids come from the attention mask, so a row scores the same whatever its padding and batch.
+    Two savings, both exact up to float rounding:
+    - `share_prefix`: rows are ordered so that those sharing a context (a system prompt, criteria, exemplars, the
+      same prompt) sit together; a batch's common token prefix (at least `min_shared` tokens, never a response token)
+      runs once, then each distinct prompt context once, and each row runs only its own response (KV caches reused).
+    - otherwise, with left padding every response ends at the last column, so only the last `max response length + 1`
+      positions go through the LM head and the log-softmax (`logits_to_keep`).
     """
     import torch
 
@@ -86,30 +98,22 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     was_training = model.training
     model.eval()
     bar = _progress(len(encoded), desc, progress)
+    if share_prefix:  # lexicographic order groups shared contexts; batches are then cut in that order
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i][0])
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    else:
+        batches = list(_batches([len(e[0]) for e in encoded], batch_size))
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     with torch.no_grad(), autocast:
-        for batch in _batches([len(e[0]) for e in encoded], batch_size):
-            width = max(len(encoded[i][0]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            response = torch.zeros((len(batch), width), dtype=torch.bool)  # True on response tokens
-            for row, i in enumerate(batch):
-                ids_i, n_prompt = encoded[i]
-                start = width - len(ids_i) if padding_side == "left" else 0
-                input_ids[row, start : start + len(ids_i)] = torch.tensor(ids_i)
-                attention[row, start : start + len(ids_i)] = 1
-                response[row, start + n_prompt : start + len(ids_i)] = True
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)
-            # logits at column t predict token t+1; the first response token is predicted from the column before it
-            first = int(response.float().argmax(-1).min())  # earliest response column in the batch
-            keep = width - first + 1
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                           position_ids=positions.to(device), logits_to_keep=keep).logits.float()  # fmt: skip
-            logits = logits[:, -keep:]  # [B, keep, V]: columns width-keep .. width-1
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)  # predicts columns width-keep+1 .. width-1
-            targets = input_ids[:, width - keep + 1 :].to(device)
-            token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            mask = response[:, width - keep + 1 :].to(device)
+        for batch in batches:
+            seqs = [encoded[i][0] for i in batch]
+            n_prompts = [encoded[i][1] for i in batch]
+            # the prefix must leave each row its last prompt token: that position predicts the first response token
+            shared = min(_common_prefix(seqs), min(n_prompts) - 1) if share_prefix else 0
+            if shared >= min_shared:
+                token_logp, mask = _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device)
+            else:
+                token_logp, mask = _padded_pass(model, seqs, n_prompts, pad, device, padding_side)
             batch_sums = (token_logp * mask).sum(-1).tolist()
             batch_counts = mask.sum(-1).tolist()
             for row, i in enumerate(batch):
@@ -118,6 +122,75 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     bar.close()
     model.train(was_training)
     return sums, counts
+
+
+def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
+    """Token log-probs [B, T] and the response mask [B, T] of a padded batch."""
+    import torch
+
+    width = max(len(x) for x in seqs)
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    response = torch.zeros((len(seqs), width), dtype=torch.bool)  # True on response tokens
+    for row, (ids_i, n_prompt) in enumerate(zip(seqs, n_prompts)):
+        start = width - len(ids_i) if padding_side == "left" else 0
+        input_ids[row, start : start + len(ids_i)] = torch.tensor(ids_i)
+        attention[row, start : start + len(ids_i)] = 1
+        response[row, start + n_prompt : start + len(ids_i)] = True
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    # logits at column t predict token t+1; the first response token is predicted from the column before it
+    first = int(response.float().argmax(-1).min())  # earliest response column in the batch
+    keep = width - first + 1
+    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                   position_ids=positions.to(device), logits_to_keep=keep).logits.float()  # fmt: skip
+    logp = torch.log_softmax(logits[:, -keep:][:, :-1], dim=-1)  # predicts columns width-keep+1 .. width-1
+    targets = input_ids[:, width - keep + 1 :].to(device)
+    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return token_logp, response[:, width - keep + 1 :].to(device)
+
+
+def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
+    """A two-level prefix tree, each level run once:
+      1. the batch's common prefix (e.g. persona + criteria + exemplars), batch 1;
+      2. each distinct prompt context after it (rows scoring several responses to one prompt share it), right padded;
+      3. each row's tail: its last prompt token (which predicts the first response token) and its response.
+    The KV cache of level 1 is repeated over the distinct contexts, that of level 2 selected per row; padding gaps
+    inside the cache are masked, and position ids count only real tokens, so the numbers equal a plain forward."""
+    import torch
+
+    prefix = torch.tensor([seqs[0][:shared]], device=device)
+    cache = model(input_ids=prefix, use_cache=True).past_key_values
+    contexts = [tuple(x[shared : n - 1]) for x, n in zip(seqs, n_prompts)]
+    unique = list(dict.fromkeys(contexts))
+    row_to_ctx = torch.tensor([unique.index(c) for c in contexts], device=device)
+    ctx_width = max(len(c) for c in unique)
+    ctx_mask = torch.zeros((len(unique), ctx_width), dtype=torch.long)
+    for u, c in enumerate(unique):
+        ctx_mask[u, : len(c)] = 1
+    cache.batch_repeat_interleave(len(unique))
+    if ctx_width:
+        ctx_ids = torch.full((len(unique), ctx_width), pad, dtype=torch.long)
+        for u, c in enumerate(unique):
+            ctx_ids[u, : len(c)] = torch.tensor(c, dtype=torch.long)
+        attention = torch.cat([torch.ones((len(unique), shared), dtype=torch.long), ctx_mask], 1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        model(input_ids=ctx_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+              past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+    cache.batch_select_indices(row_to_ctx)
+    tails = [x[n - 1 :] for x, n in zip(seqs, n_prompts)]
+    width = max(len(t) for t in tails)
+    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    tail_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, t in enumerate(tails):
+        input_ids[row, : len(t)] = torch.tensor(t)
+        tail_mask[row, : len(t)] = 1
+    attention = torch.cat([torch.ones((len(seqs), shared), dtype=torch.long), ctx_mask[row_to_ctx.cpu()], tail_mask], 1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+                   past_key_values=cache, use_cache=True).logits.float()  # fmt: skip
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)  # tail column j predicts tail token j+1 (all response tokens)
+    token_logp = logp.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+    return token_logp, tail_mask[:, 1:].bool().to(device)
 
 
 def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
