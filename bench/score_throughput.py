@@ -28,7 +28,7 @@ def naive_logp(model, tok, prompt, completion) -> tuple[float, int]:
     prompt_ids = tok(render(tok, prompt, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
     ids = tok(render(tok, prompt + completion), add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+        logp = torch.log_softmax(model(torch.tensor([ids], device=model.device)).logits[0].float(), -1)
     return sum(logp[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids))), len(ids) - len(prompt_ids)
 
 
@@ -68,14 +68,21 @@ def main() -> None:
                       {s: None for s in SPLITS})["test"][: a.pairs]  # fmt: skip
     prompts = [r["prompt"] for r in rows] * 2
     completions = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-    print(f"device: cpu ({torch.get_num_threads()} threads); spec {Path(a.spec).name}; {len(rows)} pairs "
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {device}; spec {Path(a.spec).name}; {len(rows)} pairs "
           f"({len(completions)} responses), batch {a.batch_size}")  # fmt: skip
 
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    source(prompts[:8], completions[:8])  # warm-up (kernels, allocator) for both paths
+    naive_scores(source, prompts[:2], completions[:2])
+    sync()
     start = time.perf_counter()
     batched = source(prompts, completions)
+    sync()
     t_batched = time.perf_counter() - start
     start = time.perf_counter()
     naive = naive_scores(source, prompts, completions)
+    sync()
     t_naive = time.perf_counter() - start
 
     diff = max(abs(x - y) for x, y in zip(batched, naive))

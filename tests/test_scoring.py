@@ -70,8 +70,9 @@ def test_shared_context_prefix_runs_once_and_changes_nothing(tiny_lm, monkeypatc
     real_forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *a, **k: calls.append(k["input_ids"].shape) or real_forward(*a, **k))
     shared, _ = response_logprobs(model, tok, prompts, responses, batch_size=8, share_prefix=True)
-    # one batch: the shared system prefix once ([1, P]), each of the 2 distinct prompts once, then the 8 responses
-    assert [c[0] for c in calls] == [1, 2, 8] and calls[0][1] >= 16
+    # one batch: the shared system prefix once ([1, P]), each of the 2 distinct prompts once, then the 8 responses in
+    # two length buckets of 4
+    assert [c[0] for c in calls] == [1, 2, 4, 4] and calls[0][1] >= 16
     calls.clear()
     plain, _ = response_logprobs(model, tok, prompts, responses, batch_size=8, share_prefix=False)
     assert [c[0] for c in calls] == [8]

@@ -210,16 +210,23 @@ def bnb_config(q: "QuantizationSection"):
     )
 
 
+def process_device():
+    """This process's accelerator (its own GPU under accelerate launch), else the CPU."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
 def load_causal_lm(spec: str, quantization: "QuantizationSection | None" = None, trust_remote_code: bool = False):
+    """A causal LM on this process's device (trainers move it anyway; scoring and sampling use it where it is)."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"trust_remote_code": trust_remote_code}
     if quantization is not None and quantization.load_in_4bit:
-        import torch
-
         kwargs["quantization_config"] = bnb_config(quantization)
-        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
+        kwargs["device_map"] = {"": process_device()}
+        return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs).to(process_device())
 
 
 def load_reward_model(spec: str, trust_remote_code: bool = False):
@@ -231,6 +238,6 @@ def load_reward_model(spec: str, trust_remote_code: bool = False):
         tok.eos_token = tok.sep_token
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(spec), num_labels=1, trust_remote_code=trust_remote_code
-    )
+    ).to(process_device())
     model.config.pad_token_id = tok.pad_token_id
     return model, tok

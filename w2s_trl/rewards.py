@@ -218,9 +218,9 @@ class DensityRatioSource(RewardSource):
             self.strong_tok = self.weak_tok = load_tokenizer(spec.model)
             self.persona = {"strong": Path(spec.strong_system).read_text(), "weak": Path(spec.weak_system).read_text()}
 
-    def contexts(self, prompts: Sequence[Messages], side: str) -> list[Messages]:
+    def contexts(self, prompts: Sequence[Messages], side: str, domains: Sequence[str] | None = None) -> list[Messages]:
         """c(x) for one side; identical for S and W except in the personas form."""
-        domains = self.router.route(prompts)
+        domains = self.router.route(prompts) if domains is None else domains
         out = []
         for prompt, domain in zip(prompts, domains):
             shots = self.exemplars.get(domain)
@@ -228,17 +228,19 @@ class DensityRatioSource(RewardSource):
             out.append(build_context(prompt, parts))
         return out
 
-    def side_logprobs(self, prompts, completions, side: str) -> tuple[list[float], list[int]]:
+    def side_logprobs(self, prompts, completions, side: str, domains=None) -> tuple[list[float], list[int]]:
         from w2s_trl.scoring import response_logprobs
 
         model, tok = (self.strong, self.strong_tok) if side == "strong" else (self.weak, self.weak_tok)
         with self.side_context[side]():
-            return response_logprobs(model, tok, self.contexts(prompts, side), completions, self.spec.score_batch_size,
+            contexts = self.contexts(prompts, side, domains)
+            return response_logprobs(model, tok, contexts, completions, self.spec.score_batch_size,
                                      desc=f"density ratio ({side})", autocast_dtype=self.autocast)  # fmt: skip
 
     def score(self, prompts, completions):
-        s_sum, s_n = self.side_logprobs(prompts, completions, "strong")
-        w_sum, w_n = self.side_logprobs(prompts, completions, "weak")
+        domains = self.router.route(prompts)  # once: both sides see the same criteria and exemplars
+        s_sum, s_n = self.side_logprobs(prompts, completions, "strong", domains)
+        w_sum, w_n = self.side_logprobs(prompts, completions, "weak", domains)
         return density_ratio(s_sum, s_n, w_sum, w_n, self.spec.normalize)
 
 

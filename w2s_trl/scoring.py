@@ -142,11 +142,21 @@ def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
     first = int(response.float().argmax(-1).min())  # earliest response column in the batch
     keep = width - first + 1
     logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                   position_ids=positions.to(device), logits_to_keep=keep).logits.float()  # fmt: skip
-    logp = torch.log_softmax(logits[:, -keep:][:, :-1], dim=-1)  # predicts columns width-keep+1 .. width-1
-    targets = input_ids[:, width - keep + 1 :].to(device)
-    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return token_logp, response[:, width - keep + 1 :].to(device)
+                   position_ids=positions.to(device), logits_to_keep=keep).logits  # fmt: skip
+    targets = input_ids[:, width - keep + 1 :].to(device)  # predicted by columns width-keep .. width-2
+    return _target_logprobs(logits[:, -keep:][:, :-1], targets), response[:, width - keep + 1 :].to(device)
+
+
+def _cache_argument(model) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.2x; the old name goes in 5.40): use the model's own."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
 def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
@@ -158,8 +168,10 @@ def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
     inside the cache are masked, and position ids count only real tokens, so the numbers equal a plain forward."""
     import torch
 
+    kw = _cache_argument(model)
+    # 1. the common prefix
     prefix = torch.tensor([seqs[0][:shared]], device=device)
-    cache = model(input_ids=prefix, use_cache=True).past_key_values
+    cache = _returned_cache(model(input_ids=prefix, use_cache=True))
     contexts = [tuple(x[shared : n - 1]) for x, n in zip(seqs, n_prompts)]
     unique = list(dict.fromkeys(contexts))
     row_to_ctx = torch.tensor([unique.index(c) for c in contexts], device=device)
@@ -167,6 +179,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
     ctx_mask = torch.zeros((len(unique), ctx_width), dtype=torch.long)
     for u, c in enumerate(unique):
         ctx_mask[u, : len(c)] = 1
+    # 2. the distinct prompt contexts, on the prefix cache repeated for each
     cache.batch_repeat_interleave(len(unique))
     if ctx_width:
         ctx_ids = torch.full((len(unique), ctx_width), pad, dtype=torch.long)
@@ -175,22 +188,49 @@ def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
         attention = torch.cat([torch.ones((len(unique), shared), dtype=torch.long), ctx_mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         model(input_ids=ctx_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
-              past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
-    cache.batch_select_indices(row_to_ctx)
+              use_cache=True, logits_to_keep=1, **{kw: cache})  # fmt: skip
+    # 3. tails, in two length buckets (short and long responses mixed in one batch would mostly compute padding)
     tails = [x[n - 1 :] for x, n in zip(seqs, n_prompts)]
-    width = max(len(t) for t in tails)
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    tail_mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, t in enumerate(tails):
-        input_ids[row, : len(t)] = torch.tensor(t)
-        tail_mask[row, : len(t)] = 1
-    attention = torch.cat([torch.ones((len(seqs), shared), dtype=torch.long), ctx_mask[row_to_ctx.cpu()], tail_mask], 1)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
-    logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
-                   past_key_values=cache, use_cache=True).logits.float()  # fmt: skip
-    logp = torch.log_softmax(logits[:, :-1], dim=-1)  # tail column j predicts tail token j+1 (all response tokens)
-    token_logp = logp.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-    return token_logp, tail_mask[:, 1:].bool().to(device)
+    order = sorted(range(len(seqs)), key=lambda i: len(tails[i]))
+    buckets = [order[: len(order) // 2], order[len(order) // 2 :]] if len(order) >= 8 else [order]
+    token_logp = torch.zeros((len(seqs), max(len(t) for t in tails) - 1), device=device)
+    mask = torch.zeros_like(token_logp, dtype=torch.bool)
+    for rows in filter(None, buckets):
+        width = max(len(tails[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(rows):
+            input_ids[r, : len(tails[i])] = torch.tensor(tails[i])
+            tail_mask[r, : len(tails[i])] = 1
+        ctx_rows = row_to_ctx[rows]
+        attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), ctx_mask[ctx_rows.cpu()], tail_mask], 1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                       position_ids=positions.to(device), use_cache=True,
+                       **{kw: _select_rows(cache, ctx_rows)}).logits  # fmt: skip
+        # tail column j predicts tail token j+1: every one of them is a response token
+        lp = _target_logprobs(logits[:, :-1], input_ids[:, 1:].to(device))
+        token_logp[rows, : width - 1] = lp
+        mask[rows, : width - 1] = tail_mask[:, 1:].bool().to(device)
+    return token_logp, mask
+
+
+def _select_rows(cache, rows):
+    """A cache holding `rows` of `cache` (which stays as it is, for the next bucket)."""
+    import copy
+
+    selected = copy.copy(cache)
+    selected.layers = [copy.copy(layer) for layer in cache.layers]
+    selected.batch_select_indices(rows)
+    return selected
+
+
+def _target_logprobs(logits, targets):
+    """log softmax(logits)[target] without writing the full [B, T, V] log-softmax: logit - logsumexp."""
+    import torch
+
+    logits = logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
