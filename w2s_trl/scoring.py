@@ -64,6 +64,19 @@ def _progress(total: int, desc: str, show: bool | None):
     return tqdm(total=total, desc=desc, disable=not show if show is not None else total < 64, leave=False)
 
 
+def _right_pad(seqs, pad: int):
+    """Token ids [B, W] right padded with `pad`, and the attention mask [B, W]."""
+    import torch
+
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, x in enumerate(seqs):
+        ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[row, : len(x)] = 1
+    return ids, mask
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     first, n = seqs[0], min(len(x) for x in seqs)
     for t in range(n):
@@ -175,16 +188,10 @@ def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
     contexts = [tuple(x[shared : n - 1]) for x, n in zip(seqs, n_prompts)]
     unique = list(dict.fromkeys(contexts))
     row_to_ctx = torch.tensor([unique.index(c) for c in contexts], device=device)
-    ctx_width = max(len(c) for c in unique)
-    ctx_mask = torch.zeros((len(unique), ctx_width), dtype=torch.long)
-    for u, c in enumerate(unique):
-        ctx_mask[u, : len(c)] = 1
+    ctx_ids, ctx_mask = _right_pad(unique, pad)
     # 2. the distinct prompt contexts, on the prefix cache repeated for each
     cache.batch_repeat_interleave(len(unique))
-    if ctx_width:
-        ctx_ids = torch.full((len(unique), ctx_width), pad, dtype=torch.long)
-        for u, c in enumerate(unique):
-            ctx_ids[u, : len(c)] = torch.tensor(c, dtype=torch.long)
+    if ctx_ids.shape[1]:
         attention = torch.cat([torch.ones((len(unique), shared), dtype=torch.long), ctx_mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         model(input_ids=ctx_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
@@ -196,12 +203,8 @@ def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
     token_logp = torch.zeros((len(seqs), max(len(t) for t in tails) - 1), device=device)
     mask = torch.zeros_like(token_logp, dtype=torch.bool)
     for rows in filter(None, buckets):
-        width = max(len(tails[i]) for i in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        tail_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            input_ids[r, : len(tails[i])] = torch.tensor(tails[i])
-            tail_mask[r, : len(tails[i])] = 1
+        input_ids, tail_mask = _right_pad([tails[i] for i in rows], pad)
+        width = input_ids.shape[1]
         ctx_rows = row_to_ctx[rows]
         attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), ctx_mask[ctx_rows.cpu()], tail_mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
@@ -249,12 +252,7 @@ def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequ
     bar = _progress(len(texts), desc, progress)
     with torch.no_grad():
         for batch in _batches([len(e) for e in encoded], batch_size):
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention[row, : len(encoded[i])] = 1
+            input_ids, attention = _right_pad([encoded[i] for i in batch], pad)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
             for row, i in enumerate(batch):
                 out[i] = float(logits[row, 0])
