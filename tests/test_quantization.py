@@ -2,12 +2,11 @@
 
 import json
 
+import bitsandbytes as bnb
 import pytest
 
 from w2s_trl.cli import train_main
 from w2s_trl.recipe import QuantizationSection
-
-bnb = pytest.importorskip("bitsandbytes")
 
 
 def test_tiny_model_loads_in_4bit_and_still_scores(tiny_lm):
