@@ -40,81 +40,41 @@ def write_recipe(tmp_path, edit) -> Path:
     return path
 
 
-def test_unknown_top_level_key(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r.update(trainer={"x": 1}))
-    with pytest.raises(RecipeError, match=r"r\.yaml: invalid recipe(.|\n)*trainer: unknown key; allowed here: run, data"):
-        load_recipe(path)
+# Each kind of bad input gets its own message: (case, edit of the default recipe, expected message).
+BAD_RECIPES = [
+    ("unknown_top_level_key", lambda r: r.update(trainer={"x": 1}),
+     r"r\.yaml: invalid recipe(.|\n)*trainer: unknown key; allowed here: run, data"),
+    ("unknown_nested_key_lists_allowed_keys", lambda r: r["strong"]["lora"].update(rank=8),
+     r"strong\.lora\.rank: unknown key; allowed here: r, alpha, dropout"),
+    ("wrong_type_shows_value_given", lambda r: r["run"].update(seed="seven"),
+     r"run\.seed: .*integer.*\(given: 'seven'\)"),
+    ("unknown_trainer", lambda r: r["align"].update(trainer="ppo"),
+     r"align\.trainer: Input should be 'dpo'.*\(given: 'ppo'\)"),
+    ("unknown_model_spec", lambda r: r["strong"].update(model="embedded:gpt5"),
+     r"strong\.model: unknown causal model 'embedded:gpt5'; allowed here: embedded:smollm2"),
+    ("reward_model_spec_must_be_a_reward_model", lambda r: r["weak"].update(reward={"type": "reward_model", "model": "tiny:causal-lm"}),
+     r"weak\.reward\.model: unknown reward model 'tiny:causal-lm'"),
+    ("model_spec_that_is_neither_path_nor_hub_id", lambda r: r["strong"].update(model="./no/such/folder"),
+     "neither an existing path nor a hub id"),
+    ("unknown_trl_argument_is_named_with_suggestion", lambda r: r["align"]["args"].update(betta=0.2),
+     r"align\.args: unknown DPOConfig argument 'betta'; did you mean beta"),
+    ("bad_trl_argument_value", lambda r: r["align"]["args"].update(lr_scheduler_type="zigzag"),
+     r"align\.args: DPOConfig rejected these arguments"),
+    ("args_owned_by_w2s_trl", lambda r: r["align"]["args"].update(output_dir="/tmp/x"),
+     r"'output_dir' is set by w2s-trl from the run directory"),
+    ("reward_training_args_checked_against_reward_config", lambda r: r["weak"].update(reward={"model": "tiny:reward-model", "train": {"beta": 1}}),
+     r"weak\.reward\.train: unknown RewardConfig argument 'beta'"),
+    ("cross_field_check_prints_both_values", lambda r: r["align"].update(ceiling=False),
+     "region_reference is 'ceiling' but align.ceiling is false"),
+    ("split_fractions_must_sum_to_one", lambda r: r["data"].update(fractions={"weak_train": 0.5, "w2s_train": 0.5, "test": 0.5}),
+     "must sum to 1, got 1.5"),
+]
 
 
-def test_unknown_nested_key_lists_allowed_keys(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["strong"]["lora"].update(rank=8))
-    with pytest.raises(RecipeError, match=r"strong\.lora\.rank: unknown key; allowed here: r, alpha, dropout"):
-        load_recipe(path)
-
-
-def test_wrong_type_shows_value_given(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["run"].update(seed="seven"))
-    with pytest.raises(RecipeError, match=r"run\.seed: .*integer.*\(given: 'seven'\)"):
-        load_recipe(path)
-
-
-def test_unknown_trainer(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["align"].update(trainer="ppo"))
-    with pytest.raises(RecipeError, match=r"align\.trainer: Input should be 'dpo'.*\(given: 'ppo'\)"):
-        load_recipe(path)
-
-
-def test_unknown_model_spec(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["strong"].update(model="embedded:gpt5"))
-    with pytest.raises(RecipeError, match=r"strong\.model: unknown causal model 'embedded:gpt5'; allowed here: embedded:smollm2"):
-        load_recipe(path)
-
-
-def test_reward_model_spec_must_be_a_reward_model(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward={"type": "reward_model", "model": "tiny:causal-lm"}))
-    with pytest.raises(RecipeError, match=r"weak\.reward\.model: unknown reward model 'tiny:causal-lm'"):
-        load_recipe(path)
-
-
-def test_model_spec_that_is_neither_path_nor_hub_id(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["strong"].update(model="./no/such/folder"))
-    with pytest.raises(RecipeError, match="neither an existing path nor a hub id"):
-        load_recipe(path)
-
-
-def test_unknown_trl_argument_is_named_with_suggestion(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(betta=0.2))
-    with pytest.raises(RecipeError, match=r"align\.args: unknown DPOConfig argument 'betta'; did you mean beta"):
-        load_recipe(path)
-
-
-def test_bad_trl_argument_value(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(lr_scheduler_type="zigzag"))
-    with pytest.raises(RecipeError, match=r"align\.args: DPOConfig rejected these arguments"):
-        load_recipe(path)
-
-
-def test_args_owned_by_w2s_trl(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["align"]["args"].update(output_dir="/tmp/x"))
-    with pytest.raises(RecipeError, match=r"'output_dir' is set by w2s-trl from the run directory"):
-        load_recipe(path)
-
-
-def test_reward_training_args_checked_against_reward_config(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["weak"].update(reward={"model": "tiny:reward-model", "train": {"beta": 1}}))
-    with pytest.raises(RecipeError, match=r"weak\.reward\.train: unknown RewardConfig argument 'beta'"):
-        load_recipe(path)
-
-
-def test_cross_field_check_prints_both_values(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["align"].update(ceiling=False))
-    with pytest.raises(RecipeError, match="region_reference is 'ceiling' but align.ceiling is false"):
-        load_recipe(path)
-
-
-def test_split_fractions_must_sum_to_one(tmp_path):
-    path = write_recipe(tmp_path, lambda r: r["data"].update(fractions={"weak_train": 0.5, "w2s_train": 0.5, "test": 0.5}))
-    with pytest.raises(RecipeError, match="must sum to 1, got 1.5"):
+@pytest.mark.parametrize("edit,message", [c[1:] for c in BAD_RECIPES], ids=[c[0] for c in BAD_RECIPES])
+def test_bad_recipe_is_rejected_with_a_clear_message(tmp_path, edit, message):
+    path = write_recipe(tmp_path, edit)
+    with pytest.raises(RecipeError, match=message):
         load_recipe(path)
 
 
