@@ -52,7 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--spec", default=str(REPO / "reward" / "dr_personas_smollm2.yaml"))
     p.add_argument("--pairs", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, help="rows per batch (default: the spec's score_batch_size)")
     a = p.parse_args()
 
     import torch
@@ -62,7 +62,8 @@ def main() -> None:
     from w2s_trl.rewards import DensityRatioSource
 
     spec = load_reward_spec(a.spec)
-    spec.precision, spec.score_batch_size = "float32", a.batch_size
+    spec.precision = "float32"
+    spec.score_batch_size = a.batch_size or spec.score_batch_size
     source = DensityRatioSource(spec)
     rows = split_rows(load_source("testbed:hh", 2000, 0, ["helpful", "harmless"]), SplitFractions().model_dump(),
                       {s: None for s in SPLITS})["test"][: a.pairs]  # fmt: skip
@@ -70,7 +71,7 @@ def main() -> None:
     completions = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {device}; spec {Path(a.spec).name}; {len(rows)} pairs "
-          f"({len(completions)} responses), batch {a.batch_size}")  # fmt: skip
+          f"({len(completions)} responses), batch {spec.score_batch_size}")  # fmt: skip
 
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     source(prompts[:8], completions[:8])  # warm-up (kernels, allocator) for both paths

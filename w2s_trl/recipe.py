@@ -181,7 +181,9 @@ class DensityRatioSpec(Strict):
     exemplars: dict[str, str] = Field(default_factory=dict, description="domain -> YAML file of {prompt, good, bad}")
     k: int = Field(0, ge=0, description="in-context exemplars per prompt (from its domain's file)")
     router: RouterSpec = Field(default_factory=RouterSpec)
-    score_batch_size: int = Field(16, gt=0)
+    score_batch_size: int = Field(
+        64, gt=0, description="rows per batch: larger batches share more context and run fewer, bigger forwards"
+    )
     precision: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: autocast, faster, less exact")
 
     @model_validator(mode="after")

@@ -94,8 +94,10 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     Position ids come from the attention mask, so a row scores the same whatever its padding and batch.
     Two savings, both exact up to float rounding:
     - `share_prefix`: rows are ordered so that those sharing a context (a system prompt, criteria, exemplars, the
-      same prompt) sit together; a batch's common token prefix (at least `min_shared` tokens, never a response token)
-      runs once, then each distinct prompt context once, and each row runs only its own response (KV caches reused).
+      same prompt) sit together and batches end where a group of contexts ends; a batch's common token prefix (at
+      least `min_shared` tokens, never a response token) runs once and is kept for later batches, each distinct
+      prompt context runs once, each row runs only its own response, and rows run in length chunks chosen to weigh
+      padding against the cost of a call (KV caches reused; see `_shared_prefix_pass`).
     - otherwise, with left padding every response ends at the last column, so only the last `max response length + 1`
       positions go through the LM head and the log-softmax (`logits_to_keep`).
     """
@@ -112,10 +114,10 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     model.eval()
     bar = _progress(len(encoded), desc, progress)
     if share_prefix:  # lexicographic order groups shared contexts; batches are then cut in that order
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i][0])
-        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        batches = _prefix_batches(encoded, batch_size, min_shared)
     else:
         batches = list(_batches([len(e[0]) for e in encoded], batch_size))
+    prefixes = _PrefixStore(model, device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     with torch.no_grad(), autocast:
         for batch in batches:
@@ -123,18 +125,42 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
             n_prompts = [encoded[i][1] for i in batch]
             # the prefix must leave each row its last prompt token: that position predicts the first response token
             shared = min(_common_prefix(seqs), min(n_prompts) - 1) if share_prefix else 0
-            if shared >= min_shared:
-                token_logp, mask = _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device)
+            prefix = prefixes.get(seqs[0][:shared]) if shared >= min_shared else None
+            if prefix is not None:
+                batch_sums = _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device)
             else:
                 token_logp, mask = _padded_pass(model, seqs, n_prompts, pad, device, padding_side)
-            batch_sums = (token_logp * mask).sum(-1).tolist()
-            batch_counts = mask.sum(-1).tolist()
+                batch_sums = (token_logp * mask).sum(-1).tolist()
             for row, i in enumerate(batch):
-                sums[i], counts[i] = batch_sums[row], int(batch_counts[row])
+                sums[i], counts[i] = batch_sums[row], len(seqs[row]) - n_prompts[row]
             bar.update(len(batch))
     bar.close()
     model.train(was_training)
     return sums, counts
+
+
+def _prefix_batches(encoded, batch_size: int, min_shared: int) -> list[list[int]]:
+    """Rows in lexicographic order (rows sharing a context sit together), cut into batches of at most `batch_size`,
+    and also where the shared prefix of a group of contexts would shrink by `min_shared` tokens or more (e.g. where
+    the criteria and exemplars of one domain end and another's begin). A group's prefix is known once it holds two
+    distinct contexts, and carries over a cut made for size."""
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i][0])
+    batches, shared = [[order[0]]] if order else [], None  # shared: the batch's prefix once it has 2 contexts
+    for prev, i in zip(order, order[1:]):
+        (a, na), (b, nb) = encoded[prev], encoded[i]
+        same_context = na == nb and a[:na] == b[:nb]
+        common = min(_common_prefix([a, b]), na - 1, nb - 1)  # a batch's prefix is the least of these along it
+        if shared is not None and common <= shared - min_shared:  # a new group of contexts begins
+            batches.append([i])
+            shared = None
+        elif len(batches[-1]) >= batch_size:  # the group goes on: the next batch keeps its prefix, to see it end
+            batches.append([i])
+            shared = shared if shared is not None or same_context else common
+        else:
+            batches[-1].append(i)
+            if not same_context:
+                shared = common if shared is None else min(shared, common)
+    return batches
 
 
 def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
@@ -172,59 +198,154 @@ def _returned_cache(output):
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
-def _shared_prefix_pass(model, seqs, n_prompts, shared, pad, device):
-    """A two-level prefix tree, each level run once:
-      1. the batch's common prefix (e.g. persona + criteria + exemplars), batch 1;
-      2. each distinct prompt context after it (rows scoring several responses to one prompt share it), right padded;
-      3. each row's tail: its last prompt token (which predicts the first response token) and its response.
-    The KV cache of level 1 is repeated over the distinct contexts, that of level 2 selected per row; padding gaps
-    inside the cache are masked, and position ids count only real tokens, so the numbers equal a plain forward."""
+class _PrefixStore:
+    """KV caches (batch 1) of shared prefixes, kept across the batches of one scoring call: a new prefix runs only
+    the tokens after its longest common prefix with a stored one (the stored cache cut to that length). Only models
+    whose cache layers all grow by concatenation (no sliding window) qualify; for others `get` answers None and
+    batches are scored plainly."""
+
+    def __init__(self, model, device, size: int = 16):
+        self.model, self.device, self.size = model, device, size
+        self.store: dict[tuple[int, ...], object] = {}
+        self.usable = True
+
+    def get(self, tokens: list[int]):
+        import torch
+
+        key = tuple(tokens)
+        if not self.usable or key in self.store:
+            return self.store.get(key)
+        reuse, base = max(((_common_prefix([list(k), tokens]), k) for k in self.store), default=(0, None))
+        cache = _head_of(self.store[base], reuse) if reuse else None
+        if reuse < len(key):
+            extra = {_cache_argument(self.model): cache} if cache is not None else {}
+            cache = _returned_cache(self.model(input_ids=torch.tensor([key[reuse:]], device=self.device),
+                                               use_cache=True, logits_to_keep=1, **extra))  # fmt: skip
+        if not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+            self.usable = False
+            return None
+        if len(self.store) >= self.size:
+            self.store.pop(next(iter(self.store)))
+        self.store[key] = cache
+        return cache
+
+
+def _head_of(cache, length: int):
+    """A copy of `cache` holding its first `length` positions (exact: a causal model's first positions do not
+    depend on later ones)."""
+    head = _select_rows(cache, list(range(cache.layers[0].keys.shape[0])))
+    for layer in head.layers:
+        layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
+    return head
+
+
+def _length_chunks(order, lengths, call_cost: int) -> list[list[int]]:
+    """`order` (ascending by length) cut into runs, each run one forward padded to its longest row, minimising the
+    padded tokens plus `call_cost` tokens per forward (what a call costs beyond its tokens: reading every weight once
+    on a CPU, kernel launches on a GPU). Exact dynamic programme over the cut points."""
+    n = len(order)
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):  # run = order[i:j], padded to the length of order[j-1]
+            cost = best[i] + call_cost + (j - i) * lengths[order[j - 1]]
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs, j = [], n
+    while j:
+        runs.append(order[cut[j] : j])
+        j = cut[j]
+    return runs[::-1]
+
+
+def _call_cost(device) -> int:
+    """Tokens' worth of work one forward costs beyond its tokens. CPU: measured on SmolLM2-135M, 2 cores, fp32, a
+    forward costs ~0.12 s (reading every weight) plus ~1.8 ms a token, so a call is worth ~64 padded tokens. GPU: not
+    measured; kernel launches dominate small batches, so padding is cheap against another call."""
+    return 64 if device.type == "cpu" else 1024
+
+
+def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> list[float]:
+    """logp(response | prompt) per row, as a three-level prefix tree, each level run once:
+      1. the batch's common prefix (e.g. persona + criteria + exemplars): `prefix`, a batch-1 KV cache of `shared`
+         tokens, from the `_PrefixStore`;
+      2. each distinct prompt context after it, with its last prompt token (rows scoring several responses to one
+         prompt share it), in length chunks, left padded, so that the last column's logits give every context's
+         first response token;
+      3. each row's response but its last token, in length chunks, right padded: they predict the rest.
+    Caches of level 2 are joined into one (padding gaps inside a cache are masked) and rows picked from it for level
+    3; position ids count only real tokens, so the numbers equal a plain forward."""
     import torch
 
     kw = _cache_argument(model)
-    # 1. the common prefix
-    prefix = torch.tensor([seqs[0][:shared]], device=device)
-    cache = _returned_cache(model(input_ids=prefix, use_cache=True))
-    contexts = [tuple(x[shared : n - 1]) for x, n in zip(seqs, n_prompts)]
+    contexts = [tuple(x[shared:n]) for x, n in zip(seqs, n_prompts)]
     unique = list(dict.fromkeys(contexts))
-    row_to_ctx = torch.tensor([unique.index(c) for c in contexts], device=device)
-    ctx_ids, ctx_mask = _right_pad(unique, pad)
-    # 2. the distinct prompt contexts, on the prefix cache repeated for each
-    cache.batch_repeat_interleave(len(unique))
-    if ctx_ids.shape[1]:
-        attention = torch.cat([torch.ones((len(unique), shared), dtype=torch.long), ctx_mask], 1)
+    ctx_index = {c: i for i, c in enumerate(unique)}
+    width = max(len(c) for c in unique)
+    ctx_mask = torch.zeros((len(unique), width), dtype=torch.long)
+    # 2. distinct contexts, shortest first; row j of the joined cache holds context ctx_order[j]
+    ctx_order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+    first_logps, chunk_caches = [], []
+    for chunk in _length_chunks(ctx_order, [len(c) for c in unique], _call_cost(device)):
+        ids, mask = _left_pad([unique[i] for i in chunk], pad)
+        attention = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long), mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        model(input_ids=ctx_ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
-              use_cache=True, logits_to_keep=1, **{kw: cache})  # fmt: skip
-    # 3. tails, in two length buckets (short and long responses mixed in one batch would mostly compute padding)
-    tails = [x[n - 1 :] for x, n in zip(seqs, n_prompts)]
-    order = sorted(range(len(seqs)), key=lambda i: len(tails[i]))
-    buckets = [order[: len(order) // 2], order[len(order) // 2 :]] if len(order) >= 8 else [order]
-    token_logp = torch.zeros((len(seqs), max(len(t) for t in tails) - 1), device=device)
-    mask = torch.zeros_like(token_logp, dtype=torch.bool)
-    for rows in filter(None, buckets):
-        input_ids, tail_mask = _right_pad([tails[i] for i in rows], pad)
-        width = input_ids.shape[1]
-        ctx_rows = row_to_ctx[rows]
-        attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), ctx_mask[ctx_rows.cpu()], tail_mask], 1)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -width:]
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                       position_ids=positions.to(device), use_cache=True,
-                       **{kw: _select_rows(cache, ctx_rows)}).logits  # fmt: skip
-        # tail column j predicts tail token j+1: every one of them is a response token
-        lp = _target_logprobs(logits[:, :-1], input_ids[:, 1:].to(device))
-        token_logp[rows, : width - 1] = lp
-        mask[rows, : width - 1] = tail_mask[:, 1:].bool().to(device)
-    return token_logp, mask
+        out = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+                    use_cache=True, logits_to_keep=1, **{kw: _select_rows(prefix, [0] * len(chunk))})  # fmt: skip
+        first_logps.append(torch.log_softmax(out.logits[:, -1].float(), -1))
+        chunk_caches.append(_returned_cache(out))
+        ctx_mask[chunk, width - ids.shape[1] :] = mask
+    first_logp = torch.cat(first_logps)
+    joined = _select_rows(chunk_caches[-1], [0])  # the widest chunk; its layers get the joined tensors
+    for n, layer in enumerate(joined.layers):
+        for name in ("keys", "values"):
+            parts = [getattr(c.layers[n], name) for c in chunk_caches]
+            setattr(layer, name, torch.cat([_widen(t, shared, shared + width) for t in parts]))
+    row_of_ctx = {c: j for j, c in enumerate(ctx_order)}  # context index -> joined cache row
+    ctx_mask = ctx_mask[ctx_order]
+    ctx_rows = [row_of_ctx[ctx_index[c]] for c in contexts]
+    sums = [float(first_logp[r, x[n]]) for r, x, n in zip(ctx_rows, seqs, n_prompts)]
+    # 3. responses but their last token (it predicts nothing); a one-token response is done
+    tails = [x[n:-1] for x, n in zip(seqs, n_prompts)]
+    order = sorted((i for i in range(len(seqs)) if tails[i]), key=lambda i: len(tails[i]))
+    for rows in _length_chunks(order, [len(t) for t in tails], _call_cost(device)):
+        ids, mask = _right_pad([tails[i] for i in rows], pad)
+        targets, _ = _right_pad([seqs[i][n_prompts[i] + 1 :] for i in rows], pad)
+        picked = [ctx_rows[i] for i in rows]
+        attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), ctx_mask[picked], mask], 1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        logits = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
+                       use_cache=True, **{kw: _select_rows(joined, picked)}).logits  # fmt: skip
+        lp = (_target_logprobs(logits, targets.to(device)) * mask.to(device)).sum(-1).tolist()
+        for i, value in zip(rows, lp):
+            sums[i] += value
+    return sums
+
+
+def _widen(t, at: int, width: int):
+    """A cache tensor [B, heads, T, dim] with zeros inserted at position `at` up to `width` positions (left padding
+    of the part after `at`, masked by the caller)."""
+    import torch
+
+    gap = t.new_zeros(t.shape[0], t.shape[1], width - t.shape[2], t.shape[3])
+    return torch.cat([t[:, :, :at], gap, t[:, :, at:]], 2)
+
+
+def _left_pad(seqs, pad: int):
+    """Token ids [B, W] left padded with `pad`, and the attention mask [B, W]."""
+    ids, mask = _right_pad([list(reversed(x)) for x in seqs], pad)
+    return ids.flip(1), mask.flip(1)
 
 
 def _select_rows(cache, rows):
-    """A cache holding `rows` of `cache` (which stays as it is, for the next bucket)."""
+    """A cache holding `rows` of `cache` (which stays as it is, for later use)."""
     import copy
+
+    import torch
 
     selected = copy.copy(cache)
     selected.layers = [copy.copy(layer) for layer in cache.layers]
-    selected.batch_select_indices(rows)
+    device = cache.layers[0].keys.device
+    selected.batch_select_indices(torch.as_tensor(rows, dtype=torch.long, device=device))
     return selected
 
 
