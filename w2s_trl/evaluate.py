@@ -46,10 +46,12 @@ def policy_margins(recipe: Recipe, rows: list[dict], adapters: dict[str, Path], 
     bs = recipe.evaluate.batch_size
     prompts, ids = [r["prompt"] for r in rows], [r["id"] for r in rows]
 
-    def logps(model, label):
-        c = response_logprobs(model, tok, prompts, [r["chosen"] for r in rows], bs, ids, f"{label} chosen")
-        r = response_logprobs(model, tok, prompts, [r["rejected"] for r in rows], bs, ids, f"{label} rejected")
-        return c, r  # each: (sums, counts)
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+
+    def logps(model, label):  # chosen and rejected in one call: each prompt context runs once for both
+        sums, counts = response_logprobs(model, tok, prompts + prompts, responses, bs, ids + ids, label)
+        n = len(rows)
+        return (sums[:n], counts[:n]), (sums[n:], counts[n:])
 
     beta, simpo = trainer_beta(recipe), recipe.align.trainer == "simpo"
     out: dict[str, list[float]] = {}

@@ -167,14 +167,11 @@ def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
     """Token log-probs [B, T] and the response mask [B, T] of a padded batch."""
     import torch
 
-    width = max(len(x) for x in seqs)
-    input_ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    input_ids, attention = (_left_pad if padding_side == "left" else _right_pad)(seqs, pad)
+    width = input_ids.shape[1]
     response = torch.zeros((len(seqs), width), dtype=torch.bool)  # True on response tokens
     for row, (ids_i, n_prompt) in enumerate(zip(seqs, n_prompts)):
         start = width - len(ids_i) if padding_side == "left" else 0
-        input_ids[row, start : start + len(ids_i)] = torch.tensor(ids_i)
-        attention[row, start : start + len(ids_i)] = 1
         response[row, start + n_prompt : start + len(ids_i)] = True
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     # logits at column t predict token t+1; the first response token is predicted from the column before it
@@ -215,7 +212,7 @@ class _PrefixStore:
         key = tuple(tokens)
         if not self.usable or key in self.store:
             return self.store.get(key)
-        reuse, base = max(((_common_prefix([list(k), tokens]), k) for k in self.store), default=(0, None))
+        reuse, base = max(((_common_prefix([k, key]), k) for k in self.store), default=(0, None))
         cache = _head_of(self.store[base], reuse) if reuse else None
         if reuse < len(key):
             extra = {_cache_argument(self.model): cache} if cache is not None else {}
@@ -231,12 +228,8 @@ class _PrefixStore:
 
 
 def _head_of(cache, length: int):
-    """A copy of `cache` holding its first `length` positions (exact: a causal model's first positions do not
-    depend on later ones)."""
-    head = _select_rows(cache, list(range(cache.layers[0].keys.shape[0])))
-    for layer in head.layers:
-        layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
-    return head
+    """`cache`'s first `length` positions (exact: a causal model's first positions do not depend on later ones)."""
+    return _map_cache(cache, lambda t: t[:, :, :length])
 
 
 def _length_chunks(order, lengths, call_cost: int) -> list[list[int]]:
@@ -278,14 +271,12 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
 
     kw = _cache_argument(model)
     contexts = [tuple(x[shared:n]) for x, n in zip(seqs, n_prompts)]
-    unique = list(dict.fromkeys(contexts))
-    ctx_index = {c: i for i, c in enumerate(unique)}
-    width = max(len(c) for c in unique)
+    unique = sorted(dict.fromkeys(contexts), key=len)  # row j of the joined cache holds unique[j]
+    width = len(unique[-1])
     ctx_mask = torch.zeros((len(unique), width), dtype=torch.long)
-    # 2. distinct contexts, shortest first; row j of the joined cache holds context ctx_order[j]
-    ctx_order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+    # 2. distinct contexts, shortest first
     first_logps, chunk_caches = [], []
-    for chunk in _length_chunks(ctx_order, [len(c) for c in unique], _call_cost(device)):
+    for chunk in _length_chunks(list(range(len(unique))), [len(c) for c in unique], _call_cost(device)):
         ids, mask = _left_pad([unique[i] for i in chunk], pad)
         attention = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long), mask], 1)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
@@ -295,14 +286,9 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
         chunk_caches.append(_returned_cache(out))
         ctx_mask[chunk, width - ids.shape[1] :] = mask
     first_logp = torch.cat(first_logps)
-    joined = _select_rows(chunk_caches[-1], [0])  # the widest chunk; its layers get the joined tensors
-    for n, layer in enumerate(joined.layers):
-        for name in ("keys", "values"):
-            parts = [getattr(c.layers[n], name) for c in chunk_caches]
-            setattr(layer, name, torch.cat([_widen(t, shared, shared + width) for t in parts]))
-    row_of_ctx = {c: j for j, c in enumerate(ctx_order)}  # context index -> joined cache row
-    ctx_mask = ctx_mask[ctx_order]
-    ctx_rows = [row_of_ctx[ctx_index[c]] for c in contexts]
+    joined = _join_caches(chunk_caches, shared, shared + width)
+    row_of = {c: j for j, c in enumerate(unique)}
+    ctx_rows = [row_of[c] for c in contexts]
     sums = [float(first_logp[r, x[n]]) for r, x, n in zip(ctx_rows, seqs, n_prompts)]
     # 3. responses but their last token (it predicts nothing); a one-token response is done
     tails = [x[n:-1] for x, n in zip(seqs, n_prompts)]
@@ -336,28 +322,37 @@ def _left_pad(seqs, pad: int):
     return ids.flip(1), mask.flip(1)
 
 
-def _repeat_row(cache, n: int):
-    """A batch-1 cache seen as `n` rows without copying (the model's update concatenates into new tensors)."""
+def _map_cache(cache, fn):
+    """A new cache over `cache`'s layers with each keys and values tensor t replaced by fn(t); `cache` stays as it is
+    (views are safe: a model's update concatenates into new tensors)."""
     import copy
 
-    repeated = copy.copy(cache)
-    repeated.layers = [copy.copy(layer) for layer in cache.layers]
-    for layer in repeated.layers:
-        layer.keys, layer.values = layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)
-    return repeated
+    mapped = copy.copy(cache)
+    mapped.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in mapped.layers:
+        layer.keys, layer.values = fn(layer.keys), fn(layer.values)
+    return mapped
+
+
+def _repeat_row(cache, n: int):
+    """A batch-1 cache seen as `n` rows, without copying."""
+    return _map_cache(cache, lambda t: t.expand(n, -1, -1, -1))
 
 
 def _select_rows(cache, rows):
-    """A cache holding `rows` of `cache` (which stays as it is, for later use)."""
-    import copy
+    """A cache holding `rows` of `cache`."""
+    return _map_cache(cache, lambda t: t[rows])
 
+
+def _join_caches(caches, at: int, width: int):
+    """Caches of equal layers stacked over rows, each widened to `width` positions by zeros inserted at `at`."""
     import torch
 
-    selected = copy.copy(cache)
-    selected.layers = [copy.copy(layer) for layer in cache.layers]
-    device = cache.layers[0].keys.device
-    selected.batch_select_indices(torch.as_tensor(rows, dtype=torch.long, device=device))
-    return selected
+    joined = _map_cache(caches[0], lambda t: t)
+    for n, layer in enumerate(joined.layers):
+        layer.keys = torch.cat([_widen(c.layers[n].keys, at, width) for c in caches])
+        layer.values = torch.cat([_widen(c.layers[n].values, at, width) for c in caches])
+    return joined
 
 
 def _target_logprobs(logits, targets, rows_per_block: int = 64):
