@@ -42,9 +42,8 @@ def reward_spec_inputs(spec) -> dict:
     """What a reward source's scores depend on: its spec and the contents of the files it names."""
     import hashlib
 
-    files = [spec.adapter, spec.strong_system, spec.weak_system, *spec.criteria.values(), *spec.exemplars.values()]
     digests = {}
-    for name in filter(None, files):
+    for name in spec.files():
         path = Path(name)
         parts = sorted(path.rglob("*")) if path.is_dir() else [path]
         h = hashlib.sha256()

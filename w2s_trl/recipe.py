@@ -186,6 +186,11 @@ class DensityRatioSpec(Strict):
     )
     precision: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: autocast, faster, less exact")
 
+    def files(self) -> list[str]:
+        """Every file or folder the spec names (its scores depend on their contents)."""
+        named = [self.adapter, self.strong_system, self.weak_system, *self.criteria.values(), *self.exemplars.values()]
+        return [f for f in named if f is not None]
+
     @model_validator(mode="after")
     def _check_form(self) -> "DensityRatioSpec":
         needed = DENSITY_RATIO_FORMS[self.pair]
@@ -198,9 +203,8 @@ class DensityRatioSpec(Strict):
         for spec in (self.base, self.model):
             if spec is not None:
                 check_model_spec(spec, kind="causal")
-        files = [self.adapter, self.strong_system, self.weak_system, *self.criteria.values(), *self.exemplars.values()]
-        for f in files:
-            if f is not None and not Path(f).exists():
+        for f in self.files():
+            if not Path(f).exists():
                 raise ValueError(f"file '{f}' not found")
         if self.k and not self.exemplars:
             raise ValueError(f"k is {self.k} but no exemplars are given: add exemplars (domain -> file) or set k: 0")
