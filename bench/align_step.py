@@ -52,7 +52,7 @@ def run_w2s(recipe, rows, steps: int, bf16: bool) -> tuple[float, int]:
     r = recipe.model_copy(deep=True)
     r.align.args = {**r.align.args, "max_steps": steps, "bf16": bf16, "save_strategy": "no", "logging_steps": 1000}
     with tempfile.TemporaryDirectory() as out:
-        trainer = make_trainer(r, rows, out, "bench")
+        trainer, _ = make_trainer(r, rows, out, "bench")
         timer = StepTimer()
         trainer.add_callback(timer.callback)
         trainer.train()

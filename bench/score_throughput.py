@@ -66,7 +66,7 @@ def main() -> None:
     spec.precision = "float32"
     spec.score_batch_size = a.batch_size or spec.score_batch_size
     source = DensityRatioSource(spec)
-    rows = split_rows(load_source("testbed:hh", 2000, 0, ["helpful", "harmless"]), SplitFractions().model_dump(),
+    rows = split_rows(load_source("testbed:hh", 2000, 0, ["helpful", "harmless"]).rows, SplitFractions().model_dump(),
                       {s: None for s in SPLITS})["test"][: a.pairs]  # fmt: skip
     prompts = [r["prompt"] for r in rows] * 2
     completions = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]

@@ -1,6 +1,7 @@
 """Every supported data format, and the split protocol (SCIENCE.md 1)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,12 +10,13 @@ from w2s_trl.errors import DataError
 
 FRACTIONS = {"weak_train": 0.4, "w2s_train": 0.35, "test": 0.25}
 NO_LIMIT = {s: None for s in SPLITS}
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_standard_string_format_jsonl(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps({"prompt": "2+2?", "chosen": "4", "rejected": "5"}) + "\n")
-    (row,) = load_source(str(path), 0, 0, [])
+    (row,) = load_source(str(path), 0, 0, []).rows
     assert row["prompt"] == [{"role": "user", "content": "2+2?"}]
     assert row["chosen"] == [{"role": "assistant", "content": "4"}]
     assert row["id"].startswith("ex-") and row["objective"] == "unknown"
@@ -28,7 +30,7 @@ def test_conversational_json_keeps_metadata(tmp_path):
     }  # fmt: skip
     path = tmp_path / "pairs.json"
     path.write_text(json.dumps([rec]))
-    (row,) = load_source(str(path), 0, 0, [])
+    (row,) = load_source(str(path), 0, 0, []).rows
     assert row["id"] == "a1" and row["category"] == "math" and len(row["prompt"]) == 2
 
 
@@ -38,7 +40,7 @@ def test_parquet(tmp_path):
 
     path = tmp_path / "pairs.parquet"
     pq.write_table(pa.Table.from_pylist([{"prompt": "hi", "chosen": "hello", "rejected": "go away"}]), path)
-    (row,) = load_source(str(path), 0, 0, [])
+    (row,) = load_source(str(path), 0, 0, []).rows
     assert row["rejected"][0]["content"] == "go away"
 
 
@@ -51,7 +53,7 @@ HH = {
 def test_anthropic_hh_raw_is_split_into_prompt_and_final_turn(tmp_path):
     path = tmp_path / "hh.jsonl"
     path.write_text(json.dumps(HH) + "\n")
-    (row,) = load_source(str(path), 0, 0, [])
+    (row,) = load_source(str(path), 0, 0, []).rows
     assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
     assert row["prompt"][1]["content"] == "Mix flour and water."
     assert row["chosen"] == [{"role": "assistant", "content": "Knead it."}]
@@ -84,19 +86,61 @@ def test_hub_loader_reads_a_dataset_folder_through_datasets(tmp_path):
     folder = tmp_path / "PKU-SafeRLHF"
     folder.mkdir()
     (folder / "train.jsonl").write_text(json.dumps(PKU) + "\n" + json.dumps(dict(PKU, prompt="Other?")) + "\n")
-    rows = load_source(str(folder), 0, 0, [], hub_split="train", hub_objective="harmless")
+    rows = load_source(str(folder), 0, 0, [], hub_split="train", hub_objective="harmless").rows
     assert len(rows) == 2 and rows[0]["chosen"][0]["content"] == "Talk to him calmly."
     hh = tmp_path / "hh-rlhf"
     hh.mkdir()
     (hh / "train.jsonl").write_text(json.dumps(HH) + "\n")
-    assert load_source(str(hh), 0, 0, [])[0]["chosen"][0]["content"] == "Knead it."
+    assert load_source(str(hh), 0, 0, []).rows[0]["chosen"][0]["content"] == "Knead it."
 
 
 def test_unrecognised_record_names_the_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"question": "x", "answer": "y"}) + "\n")
-    with pytest.raises(DataError, match=r"bad.jsonl row 0: unrecognised record with keys \['answer', 'question'\]"):
+    with pytest.raises(DataError, match=r"no valid rows \(1 malformed\); first problem: row 0: unrecognised record with "
+                                        r"keys \['answer', 'question'\]"):  # fmt: skip
         load_source(str(path), 0, 0, [])
+    with pytest.raises(DataError, match=r"bad.jsonl row 0: unrecognised record(.|\n)*set it to 'skip'"):
+        load_source(str(path), 0, 0, [], on_invalid="error")
+
+
+MALFORMED = [
+    dict(HH, rejected="\n\nHuman: Something else\n\nAssistant: No."),  # differs before the final turn
+    {"chosen": HH["chosen"]},  # no rejected
+    {"prompt": "hi", "chosen": "same", "rejected": "same"},  # identical
+    {"prompt": "hi", "chosen": "", "rejected": "no"},  # empty response
+    dict(PKU, better_response_id=None),  # PKU with a missing label
+    "not a mapping",
+]
+
+
+def test_malformed_rows_are_skipped_counted_and_named(tmp_path, capsys):
+    path = tmp_path / "mixed.jsonl"
+    good = [dict(HH, chosen=HH["chosen"].replace("bread", f"bread {i}"), rejected=HH["rejected"].replace("bread", f"bread {i}"))
+            for i in range(20)]  # fmt: skip
+    records = good[:10] + MALFORMED + good[10:] + [good[0]]  # and one duplicate
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    loaded = load_source(str(path), 0, 0, [], hub_objective="helpful")
+    assert len(loaded.rows) == 20 and loaded.invalid == len(MALFORMED) and loaded.duplicates == 1
+    assert loaded.invalid_examples[0].startswith("row 10: chosen and rejected transcripts differ before the final")
+    assert [e.split(":")[0] for e in loaded.invalid_examples] == [f"row {i}" for i in range(10, 15)]  # five named
+    assert "skipped 6 malformed rows" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"mixed.jsonl row 10: chosen and rejected transcripts differ"):
+        load_source(str(path), 0, 0, [], on_invalid="error")
+
+
+def test_rows_of_one_group_share_a_split():
+    rows = load_source("testbed:hh", 1200, 0).rows
+    splits = split_rows(rows, FRACTIONS, NO_LIMIT)
+    where = {}
+    for name, split in splits.items():
+        for r in split:
+            assert where.setdefault(r["group"], name) == name, f"group {r['group']} in two splits"
+    # real data: pairs that share a prompt share a group (and so a split)
+    a = normalize_record({"prompt": "same?", "chosen": "yes", "rejected": "no"}, "x")
+    b = normalize_record({"prompt": "same?", "chosen": "sure", "rejected": "nope"}, "y")
+    c = normalize_record({"prompt": "other?", "chosen": "yes", "rejected": "no"}, "z")
+    assert a["group"] == b["group"] != c["group"]
 
 
 def test_unsupported_file_type(tmp_path):
@@ -107,13 +151,13 @@ def test_unsupported_file_type(tmp_path):
 
 
 def test_splits_are_disjoint_deterministic_and_stable_by_id():
-    rows = load_source("testbed:hh", 400, 0, ["helpful", "harmless"])
+    rows = load_source("testbed:hh", 400, 0, ["helpful", "harmless"]).rows
     splits = split_rows(rows, FRACTIONS, NO_LIMIT)
     ids = [set(r["id"] for r in splits[s]) for s in SPLITS]
     assert sum(map(len, ids)) == 400 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    assert 0.3 < len(ids[0]) / 400 < 0.5  # about 40 %
+    assert 0.2 < len(ids[0]) / 400 < 0.6  # about 40 % (whole template groups move together)
     # more data: every old id stays in its split
-    bigger = split_rows(load_source("testbed:hh", 800, 0, ["helpful", "harmless"]), FRACTIONS, NO_LIMIT)
+    bigger = split_rows(load_source("testbed:hh", 800, 0, ["helpful", "harmless"]).rows, FRACTIONS, NO_LIMIT)
     for name, old in zip(SPLITS, ids):
         assert old <= {r["id"] for r in bigger[name]}
     limited = split_rows(rows, FRACTIONS, {"weak_train": 5, "w2s_train": None, "test": 3})
@@ -122,6 +166,43 @@ def test_splits_are_disjoint_deterministic_and_stable_by_id():
 
 
 def test_empty_split_is_an_error():
-    rows = load_source("testbed:hh", 2, 0, ["helpful"])
+    rows = load_source("testbed:hh", 2, 0, ["helpful"]).rows
     with pytest.raises(DataError, match="split '.*' is empty: raise data.size"):
         split_rows(rows, FRACTIONS, NO_LIMIT)
+
+
+def _pku_folder(tmp_path) -> Path:
+    folder = tmp_path / "PKU-SafeRLHF"
+    folder.mkdir()
+    records = [dict(PKU, prompt=f"How can I get back at neighbour number {i}?") for i in range(60)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+@pytest.mark.parametrize("objective,chosen", [("helpful", "Slash his tyres."), ("harmless", "Talk to him calmly.")])
+def test_hub_objective_is_reachable_from_a_recipe(tmp_path, objective, chosen):
+    from w2s_trl.cli import train_main
+
+    folder = _pku_folder(tmp_path)
+    recipe = REPO / "recipes" / "dpo_weak_rm.yaml"
+    assert train_main([str(recipe), "--smoke", f"run.output_dir={tmp_path}", f"data.source={folder}",
+                       f"data.hub_objective={objective}", "tracking.report_to=[]", "--stop-after", "data"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "dpo_weak_rm-smoke" / "data" / "test.jsonl").read_text().splitlines()]
+    assert rows and all(r["chosen"][0]["content"] == chosen and r["objective"] == objective for r in rows)
+
+
+def test_a_local_source_is_fingerprinted_by_its_contents(tmp_path):
+    from w2s_trl.cli import train_main
+
+    folder = _pku_folder(tmp_path)
+    recipe = REPO / "recipes" / "dpo_weak_rm.yaml"
+    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", f"data.source={folder}", "tracking.report_to=[]",
+            "--stop-after", "data"]  # fmt: skip
+    record = tmp_path / "dpo_weak_rm-smoke" / "data" / "stage.json"
+    assert train_main(args) == 0
+    first = json.loads(record.read_text())["fingerprint"]
+    assert train_main(args) == 0 and json.loads(record.read_text())["fingerprint"] == first  # same bytes: reused
+    data = folder / "train.jsonl"
+    data.write_text(data.read_text().replace("neighbour number 1?", "neighbour number one?"))  # same path, new bytes
+    assert train_main(args) == 0
+    assert json.loads(record.read_text())["fingerprint"] != first

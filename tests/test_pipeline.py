@@ -32,12 +32,26 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
     assert train_main([str(recipe), "--smoke", f"run.output_dir={tmp_path}"]) == 0
     root = run_dir(tmp_path, recipe)
     metrics = json.loads((root / "metrics.json").read_text())
-    expected = {"weak", "student"} | ({"ceiling"} if r.align.ceiling else set()) | ({"base"} if r.evaluate.base else set())
-    assert {m for m, v in metrics["accuracy"].items() if v is not None} == expected
-    assert all(0.0 <= metrics["accuracy"][m] <= 1.0 for m in expected)
-    assert metrics["pgr"] is None or isinstance(metrics["pgr"], float)
-    assert metrics["pgr"] is not None or metrics["pgr_note"]
-    assert sum(cell["n"] for cell in metrics["regions"].values()) == metrics["n_test"]
+    policies = {"student"} | ({"ceiling"} if r.align.ceiling else set())
+    if r.align.trainer == "dpo":  # the base is its own DPO reference: it is scored reference-free only
+        assert set(metrics["primary"]["accuracy"]) == {"weak"} | policies
+        assert set(metrics["reference_free"]["accuracy"]) == {"weak", "base"} | policies
+    else:
+        assert set(metrics["primary"]["accuracy"]) == {"weak", "base"} | policies and "reference_free" not in metrics
+    for block in (metrics["primary"], metrics.get("reference_free", metrics["primary"])):
+        for stat in block["accuracy"].values():  # every number with its interval
+            lo, hi = stat["ci"]
+            assert 0.0 <= lo <= stat["value"] <= hi <= 1.0
+    if r.align.ceiling:
+        pgr = metrics["primary"]["pgr"]
+        assert pgr["value"] is not None or pgr["note"]
+    assert isinstance(metrics["flags"], list) and metrics["weak_ties"] >= 0
+    assert sum(cell["n"] for cell in metrics["primary"]["regions"].values()) == metrics["n_test"]
+    assert metrics["primary"]["region_reference"] == r.evaluate.region_reference
+    for objective in metrics["primary"]["by_objective"].values():  # strata within each objective
+        assert sum(s["n"] for s in objective["strata"].values()) == objective["n"]
+    report = (root / "report.md").read_text()
+    assert "paired bootstrap 95% intervals" in report and "## Truncation" in report
     assert {"data", "label", "student", "evaluate"} <= set(metrics["runtime_s"])
     assert metrics["versions"]["trl"].startswith("1.16")
     assert (root / "report.md").read_text().startswith("# w2s-trl run")
@@ -50,6 +64,9 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
         gt = {json.loads(x)["id"]: json.loads(x) for x in (root / "data" / "w2s_train.jsonl").read_text().splitlines()}
         for row in labelled:
             assert row["weak_correct"] == (row["chosen"] == gt[row["id"]]["chosen"])
+        labels = metrics["labels"]  # every w2s_train pair is labelled, or a counted tie, or counted unscored
+        assert labels["labelled"] + labels["weak_ties"] + labels["unscored"] == labels["rows"] == len(gt)
+        assert len(labelled) == labels["labelled"]
     else:
         # best-of-n: chosen is a top-scored sample, rejected a lower-scored one, all n scores kept
         for row in labelled:
@@ -75,15 +92,20 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
 
 
 def test_changed_input_reruns_only_downstream_stages(tmp_path):
-    recipe = RECIPES[0]
-    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", "--stop-after", "label"]
+    recipe = next(p for p in RECIPES if "simpo" in p.name)  # best-of-n labels
+    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", "tracking.report_to=[]", "--stop-after", "label"]
     assert train_main(args) == 0
     root = run_dir(tmp_path, recipe)
-    weak_fp = json.loads((root / "weak" / "stage.json").read_text())["fingerprint"]
+    data_record = (root / "data" / "stage.json").read_text()
+    label_fp = json.loads((root / "label" / "stage.json").read_text())["fingerprint"]
+    samples = [json.loads(x)["samples"] for x in (root / "label" / "best_of_n.all.jsonl").read_text().splitlines()]
+    assert {len(s) for s in samples} == {3}  # smoke caps n at 3
     assert not (root / "student").exists()
-    assert train_main(args[:-2] + ["label.best_of_n.n=3", "--stop-after", "label"]) == 0  # a label-only input
-    assert json.loads((root / "weak" / "stage.json").read_text())["fingerprint"] == weak_fp
-    assert json.loads((root / "label" / "stage.json").read_text())["inputs"]["label"]["best_of_n"]["n"] == 3
+    assert train_main(args[:-2] + ["label.best_of_n.n=2", "--stop-after", "label"]) == 0  # a label-only input
+    assert (root / "data" / "stage.json").read_text() == data_record  # upstream: not recomputed
+    assert json.loads((root / "label" / "stage.json").read_text())["fingerprint"] != label_fp
+    samples = [json.loads(x)["samples"] for x in (root / "label" / "best_of_n.all.jsonl").read_text().splitlines()]
+    assert {len(s) for s in samples} == {2}  # really re-annotated with the new n
 
 
 def _smoke_cmd(tmp_path: Path, *extra: str) -> list[str]:
@@ -125,9 +147,9 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, monkeyp
     real = align.make_trainer
 
     def crashing(*a, **k):
-        trainer = real(*a, **k)
+        trainer, count = real(*a, **k)
         trainer.add_callback(Crash())
-        return trainer
+        return trainer, count
 
     args = [str(RECIPES[0]), "--smoke", f"run.output_dir={tmp_path}", "align.args.max_steps=4",
             "align.args.save_steps=2", "--stop-after", "student"]  # fmt: skip
@@ -164,3 +186,29 @@ def test_config_flag_and_console_script_agree(tmp_path):
                           "--stop-after", "data"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert (run_dir(tmp_path, RECIPES[0]) / "data" / "test.jsonl").exists()
+
+
+def test_long_multi_turn_rows_are_cut_never_tied_never_dropped_silently(tmp_path):
+    """Real-data shapes: prompts of hundreds of tokens against short max_lengths. Every stage cuts prompts from the
+    left and counts it; no pair becomes a tie (a right-truncating scorer would cut both responses away and tie); no
+    row disappears without a count."""
+    recipe = RECIPES[0]
+    assert train_main([str(recipe), "--smoke", f"run.output_dir={tmp_path}", "tracking.report_to=[]",
+                       "data.testbed.history_turns=[6, 12]", "weak.reward.max_length=160",
+                       "align.args.max_length=200"]) == 0  # fmt: skip
+    root = run_dir(tmp_path, recipe)
+    metrics = json.loads((root / "metrics.json").read_text())
+    lengths = json.loads((root / "data" / "lengths.json").read_text())
+    assert lengths["strong"]["w2s_train"]["prompt"]["p50"] > 200  # most prompts must be cut
+    trunc = metrics["truncation"]
+    assert set(trunc) >= {"weak", "label", "student", "ceiling", "evaluate_weak", "evaluate_policies"}
+    for stage, count in trunc.items():
+        assert count["dropped"] == 0, stage
+        assert count["truncated"] > count["rows"] / 2, stage  # most rows were cut, and counted
+    labels = metrics["labels"]
+    assert labels["weak_ties"] == 0 and labels["unscored"] == 0 and labels["labelled"] == labels["rows"]
+    assert trunc["student"]["rows"] == labels["labelled"]  # the student trained on every labelled pair
+    assert metrics["n_test"] == trunc["evaluate_weak"]["rows"] // 2 and metrics["left_out"]["n"] == 0
+    assert metrics["weak_ties"] == 0
+    record = json.loads((root / "student" / "stage.json").read_text())
+    assert record["global_step"] == 2

@@ -66,6 +66,21 @@ BAD_RECIPES = [
      r"weak\.reward\.train: unknown RewardConfig argument 'beta'"),
     ("cross_field_check_prints_both_values", lambda r: r["align"].update(ceiling=False),
      "region_reference is 'ceiling' but align.ceiling is false"),
+    ("region_reference_must_not_be_the_scored_model", lambda r: r["evaluate"].update(region_reference="student"),
+     r"evaluate\.region_reference: 'student' is the model being scored: its cells would compare the student with "
+     r"itself\. Use ceiling"),
+    ("region_reference_base_needs_the_base", lambda r: r["evaluate"].update(region_reference="base", base=False),
+     "region_reference is 'base' but evaluate.base is false"),
+    ("bootstrap_needs_1000_resamples", lambda r: r["evaluate"].update(bootstrap=100),
+     r"evaluate\.bootstrap: Input should be greater than or equal to 1000"),
+    ("on_invalid_values", lambda r: r["data"].update(on_invalid="ignore"),
+     r"data\.on_invalid: Input should be 'skip' or 'error' \(given: 'ignore'\)"),
+    ("hub_objective_values", lambda r: r["data"].update(hub_objective="honest"),
+     r"data\.hub_objective: Input should be 'helpful' or 'harmless'"),
+    ("testbed_ranges", lambda r: r["data"].update(testbed={"history_turns": [5, 2]}),
+     r"data\.testbed\.history_turns: .*0 <= min <= max, got \[5, 2\]"),
+    ("testbed_unknown_stratum", lambda r: r["data"].update(testbed={"harmless_strata": {"sneaky": 1}}),
+     r"data\.testbed\.harmless_strata\.sneaky"),
     ("split_fractions_must_sum_to_one", lambda r: r["data"].update(fractions={"weak_train": 0.5, "w2s_train": 0.5, "test": 0.5}),
      "must sum to 1, got 1.5"),
 ]
@@ -107,7 +122,7 @@ def test_overrides_are_typed_like_their_field():
     r = load_recipe(
         RECIPES[0],
         ["run.seed=7", "run.name=123", "align.args.beta=0.25", "strong.lora.target_modules=[q_proj]",
-         "align.ceiling=false", "evaluate.region_reference=student", "tracking.report_to=[]"],
+         "align.ceiling=false", "evaluate.region_reference=base", "tracking.report_to=[]"],
     )  # fmt: skip
     assert r.run.seed == 7
     assert r.run.name == "123"  # a str field keeps the text, not the int 123
@@ -193,3 +208,28 @@ def test_best_of_n_cannot_have_a_ceiling(tmp_path):
     path = write_recipe(tmp_path, lambda r: r["label"].update(method="best_of_n"))
     with pytest.raises(RecipeError, match="label.method is 'best_of_n' but align.ceiling is true"):
         load_recipe(path)
+
+
+def test_loading_a_recipe_leaves_no_device_state_behind():
+    """Validating trainer arguments builds a TrainingArguments, which starts accelerate's PartialState in CPU mode
+    (use_cpu=True); left behind, it would put every later model load on the CPU on a GPU machine."""
+    import subprocess
+    import sys
+
+    code = (
+        "from accelerate.state import PartialState\n"
+        "from w2s_trl.recipe import load_recipe\n"
+        f"load_recipe({str(RECIPES[0])!r})\n"
+        "assert PartialState._shared_state == {}, PartialState._shared_state\n"
+        "print('clean')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr[-2000:]
+
+
+def test_max_length_auto_is_accepted_and_resolved_by_the_pipeline():
+    r = load_recipe(RECIPES[0], ["align.args.max_length=auto", "weak.reward.max_length=auto"])
+    assert r.align.max_length_setting() == "auto" and r.weak.reward.max_length == "auto"
+    assert r.align.trl_args(max_length=200)["max_length"] == 200
+    r = load_recipe(RECIPES[0], ["align.args.max_length=300"])
+    assert r.align.trl_args(max_length=200)["max_length"] == 300  # an explicit value wins

@@ -18,10 +18,10 @@ def test_summary_by_value():
     s = pair_score_summary([2.0, 1.0, 0.0, 4.0], [1.0, 1.0, 2.0, 1.0], ["a", "a", "b", "b"])
     assert (s["accuracy"], s["ties"], s["mean_margin"]) == (0.5, 1, 0.5)
     assert s["sections"] == {"a": {"n": 2, "accuracy": 0.5}, "b": {"n": 2, "accuracy": 0.5}}
-    # sections weighted by count: (3 * 1/3 + 1 * 1) / 4 = 0.5
+    # the macro average counts each section once: (1/3 + 1) / 2, not the overall 2/4
     s = pair_score_summary([1, 0, 0, 1], [0, 1, 1, 0], ["a", "a", "a", "b"])
     assert s["sections"]["a"]["accuracy"] == pytest.approx(1 / 3)
-    assert s["section_weighted_accuracy"] == pytest.approx(0.5)
+    assert s["macro_accuracy"] == pytest.approx(2 / 3)
 
 
 def test_score_cli_on_a_local_hh_file(tmp_path):
@@ -46,6 +46,9 @@ def test_score_cli_on_a_local_hh_file(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["n"] == 3 and summary["section_key"] == "category"
     assert summary["sections"]["safety"]["n"] == 2
+    assert "(macro average)" in proc.stdout
+    assert summary["macro_accuracy"] == pytest.approx((summary["sections"]["safety"]["accuracy"]
+                                                       + summary["sections"]["math"]["accuracy"]) / 2)  # fmt: skip
     margins = [p["chosen_score"] - p["rejected_score"] for p in summary["pairs"]]
     assert summary["accuracy"] == sum(m > 0 for m in margins) / 3
 

@@ -32,7 +32,7 @@ def test_simpo_loss_matches_the_formula(tmp_path):
     recipe = load_recipe(RECIPE, [f"align.args.beta={beta}", f"align.args.simpo_gamma={gamma}", "align.args.bf16=false",
                                   "tracking.report_to=[]"], smoke=True)  # fmt: skip
     rows = generate_testbed(8, seed=5)
-    trainer = make_trainer(recipe, rows, str(tmp_path), "simpo-test")
+    trainer, _ = make_trainer(recipe, rows, str(tmp_path), "simpo-test")
     assert trainer.loss_type == "simpo" and trainer.cpo_alpha == 0.0
     assert trainer.beta == beta and trainer.simpo_gamma == gamma
     batch = next(iter(trainer.get_train_dataloader()))

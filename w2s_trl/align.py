@@ -4,6 +4,9 @@
 - `simpo`: `trl.experimental.cpo.CPOTrainer` with loss_type="simpo", cpo_alpha=0.0, the recipe's beta and simpo_gamma
   (the absolute margin gamma): loss = -log sigma(beta * (mean_logp(y_w) - mean_logp(y_l)) - gamma). Reference-free.
 The student trains on the labels of `w2s_train`, the ceiling on its ground truth: same code, other rows.
+
+Rows are cut to `max_length` before TRL sees them (prompt from the left, the same cut for chosen and rejected, never
+the response: truncation.py): TRL's DPO keeps the start of a long sequence, which would cut the response away.
 """
 
 from __future__ import annotations
@@ -38,32 +41,77 @@ def load_strong_base(recipe: Recipe):
     return model, load_tokenizer(strong.model, strong.trust_remote_code)
 
 
-def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None):
-    """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py)."""
+# SimPO (TRL's CPO trainer) adds a BOS and an EOS token around what the chat template renders
+TRAINER_EXTRA_TOKENS = {"dpo": 0, "simpo": 2}
+
+
+def fit_training_rows(recipe: Recipe, rows: list[dict], tokenizer, max_length: int | None, stage: str):
+    """Rows cut to fit `max_length` as the trainer will tokenize them, and their TruncationCount."""
+    from w2s_trl.truncation import LeftCutter, TruncationCount, causal_length, fit_rows
+
+    count = TruncationCount(f"{stage} (training rows)", max_length)
+    if max_length is None:
+        for r in rows:
+            count.add(r["id"], False, False)
+        return list(rows), count
+    budget = max_length - TRAINER_EXTRA_TOKENS[recipe.align.trainer]
+    return fit_rows(rows, causal_length(tokenizer), LeftCutter(tokenizer), budget, count), count
+
+
+def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: int) -> list[dict]:
+    """Rows ordered so that each run of `batch_size` holds rows of similar length (less padding: a batch costs its
+    longest row), with the order of those batches shuffled by `seed` so training does not run from long to short."""
+    import random
+
+    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    random.Random(seed).shuffle(batches)
+    return [rows[i] for batch in batches for i in batch]
+
+
+def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None,
+                 max_length: int | None = None, stage: str = "align"):  # fmt: skip
+    """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py), and the
+    truncation count of its rows."""
     from datasets import Dataset
     from transformers import set_seed
 
-    from w2s_trl.trainer_args import build_trl_config
+    from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped
 
     set_seed(recipe.run.seed)  # LoRA weights are initialised when the trainer wraps the model, before its own seeding
     if model is None:
         model, tokenizer = load_strong_base(recipe)
+    rows, count = fit_training_rows(recipe, rows, tokenizer, max_length, stage)
+    count.report()
+    args = recipe.align.trl_args(max_length)
+    if recipe.align.length_grouping:
+        from w2s_trl.truncation import causal_length
+
+        length_of = causal_length(tokenizer)
+        lengths = [max(length_of(r["prompt"] + r["chosen"]), length_of(r["prompt"] + r["rejected"])) for r in rows]
+        batch = args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
+        rows = length_grouped(rows, lengths, batch, recipe.run.seed)
+        args = {"train_sampling_strategy": "sequential", **args}  # the order above is the batching
     dataset = Dataset.from_list([{k: r[k] for k in PREFERENCE_COLUMNS} for r in rows])
-    config = build_trl_config(recipe.align.trainer, recipe.align.trl_args(), output_dir, recipe.run.seed,
-                              recipe.tracking.report_to, run_name)  # fmt: skip
+    config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
+                              run_name)  # fmt: skip
     if recipe.align.trainer == "simpo":
         from trl.experimental.cpo import CPOTrainer as Trainer
     else:
         from trl import DPOTrainer as Trainer
-    return Trainer(
+    trainer = Trainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe)
     )
+    check_nothing_dropped(trainer, len(rows), stage)
+    return trainer, count
 
 
-def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str) -> dict:
+def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str, max_length: int | None,
+                 stage: str) -> dict:  # fmt: skip
     from w2s_trl.trainer_args import run_training
 
-    return run_training(make_trainer(recipe, rows, str(work.checkpoints), run_name), work, "adapter", run_name)
+    trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage)
+    return {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}
 
 
 def adapter_dir(stage_dir: Path) -> Path:

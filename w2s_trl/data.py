@@ -1,7 +1,9 @@
-"""Stage `data`: load a preference source into one row format and split it by stable ids (SCIENCE.md 1).
+"""Stage `data`: load a preference source into one row format and split it by stable groups (SCIENCE.md 1, 7).
 
-Row format (shared by ground truth and weak labels): `id`, `objective`, `category`, `subtlety`, and TRL's
-conversational preference columns `prompt`, `chosen`, `rejected` (lists of {role, content} messages).
+Row format (shared by ground truth and weak labels): `id`, `objective`, `category`, `subtlety`, `group` (rows of
+one group share a split: the same prompt, or a testbed template family), and TRL's conversational preference columns
+`prompt`, `chosen`, `rejected` (lists of {role, content} messages). A row must differ in its final assistant turn only;
+malformed rows are skipped and counted, or fatal with `data.on_invalid: error`.
 
 Sources:
   - `testbed:hh`                                    (w2s_trl.testbed)
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -45,6 +48,8 @@ def from_hh_raw(record: dict, where: str) -> dict:
         raise DataError(f"{where}: the last turn of chosen and rejected must be the Assistant's")
     if chosen[:-1] != rejected[:-1]:
         raise DataError(f"{where}: chosen and rejected transcripts differ before the final assistant turn")
+    if len(chosen) < 2:
+        raise DataError(f"{where}: the transcript has no Human turn before the final Assistant turn")
     return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
 
 
@@ -70,7 +75,15 @@ def _as_messages(value, role: str) -> list[dict[str, str]]:
 
 
 def normalize_record(record: dict, where: str, hub_objective: str = "harmless") -> dict:
-    """Any supported record -> the row format (id, objective, category and subtlety filled if missing)."""
+    """Any supported record -> the row format (id, objective, category, subtlety and group filled if missing); a
+    malformed record raises a DataError that names it."""
+    try:
+        return _normalize(record, where, hub_objective)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"{where}: malformed record ({type(e).__name__}: {e})") from None
+
+
+def _normalize(record: dict, where: str, hub_objective: str) -> dict:
     if {"response_0", "response_1", "safer_response_id"} <= set(record):
         row = from_pku_saferlhf(record, hub_objective)
     elif "prompt" not in record and isinstance(record.get("chosen"), str) and "\n\nHuman:" in record["chosen"]:
@@ -89,10 +102,27 @@ def normalize_record(record: dict, where: str, hub_objective: str = "harmless") 
             f"{where}: unrecognised record with keys {sorted(record)}; expected TRL preference columns "
             "{prompt, chosen, rejected}, Anthropic HH {chosen, rejected} transcripts, or PKU-SafeRLHF columns"
         )
+    check_row(row, where)
     for key in ("objective", "category", "subtlety"):
         row[key] = str(record.get(key, row.get(key, "unknown")))
     row["id"] = str(record["id"]) if "id" in record else content_id(row)
+    # rows that share a prompt share a split (several pairs per prompt, as in UltraFeedback); a source may group more
+    row["group"] = str(record["group"]) if "group" in record else prompt_group(row["prompt"])
     return row
+
+
+def check_row(row: dict, where: str) -> None:
+    """A pair must differ in its final assistant turn only (SCIENCE.md 7); anything else is malformed."""
+    for side in ("chosen", "rejected"):
+        messages = row[side]
+        if not messages or messages[-1]["role"] != "assistant" or not str(messages[-1]["content"]).strip():
+            raise DataError(f"{where}: {side} must end with a non-empty assistant turn")
+    if row["chosen"] == row["rejected"]:
+        raise DataError(f"{where}: chosen and rejected are identical")
+
+
+def prompt_group(prompt: list[dict]) -> str:
+    return "p-" + hashlib.sha1(json.dumps(prompt, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def content_id(row: dict) -> str:
@@ -132,31 +162,66 @@ def read_hub_dataset(dataset_id: str, split: str) -> list[dict]:
     return ds.to_list()
 
 
-def load_source(source: str, size: int, seed: int, objectives: Iterable[str], hub_split: str = "train",
-                hub_objective: str = "harmless") -> list[dict]:  # fmt: skip
-    """All rows of a source in the row format, ids unique."""
+@dataclass
+class Loaded:
+    """A source's rows in the row format, and what was left out on the way (SCIENCE.md 7)."""
+
+    rows: list[dict]
+    invalid: int = 0
+    invalid_examples: list[str] = field(default_factory=list)  # "row 17: why"
+    duplicates: int = 0
+
+    def summary(self) -> dict:
+        return {"rows": len(self.rows), "invalid": self.invalid, "invalid_examples": self.invalid_examples,
+                "duplicates": self.duplicates}  # fmt: skip
+
+
+def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[str] = ("helpful", "harmless"),
+                hub_split: str = "train", hub_objective: str = "harmless", on_invalid: str = "skip",
+                testbed_options=None) -> Loaded:  # fmt: skip
+    """All valid rows of a source, ids unique. A malformed row is skipped and counted (`on_invalid: skip`, with a few
+    named in the log) or stops the load (`error`); a source with no valid row is always an error."""
     if source == "testbed:hh":
         from w2s_trl.testbed import generate_testbed
 
-        return generate_testbed(size=size, seed=seed, objectives=list(objectives))
+        return Loaded(generate_testbed(size=size, seed=seed, objectives=list(objectives), options=testbed_options))
     path = Path(source)
     # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`
     records = read_local_file(path) if path.is_file() else read_hub_dataset(source, hub_split)
-    rows, seen = [], set()
+    out, seen = Loaded([]), set()
     for i, record in enumerate(records):
-        row = normalize_record(record, f"{source} row {i}", hub_objective)
+        where = f"{source} row {i}"
+        try:
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
+            row = normalize_record(record, where, hub_objective)
+        except DataError as e:
+            if on_invalid == "error":
+                raise DataError(f"{e} (data.on_invalid is 'error'; set it to 'skip' to skip and count such rows)") from None
+            out.invalid += 1
+            if len(out.invalid_examples) < 5:
+                out.invalid_examples.append(str(e).removeprefix(f"{source} "))
+            continue
         if row["id"] in seen:
+            out.duplicates += 1
             continue
         seen.add(row["id"])
-        rows.append(row)
-    if not rows:
-        raise DataError(f"data.source '{source}': no rows")
-    return rows
+        out.rows.append(row)
+    if not out.rows:
+        first = f"; first problem: {out.invalid_examples[0]}" if out.invalid_examples else ""
+        raise DataError(f"data.source '{source}': no valid rows ({out.invalid} malformed){first}")
+    if out.invalid:
+        share = out.invalid / (out.invalid + len(out.rows) + out.duplicates)
+        loud = "WARNING: " if share > 0.10 else ""
+        print(f"[w2s-trl] data: {loud}skipped {out.invalid} malformed rows of {source} ({share:.1%}), e.g. "
+              + "; ".join(out.invalid_examples[:3]), flush=True)  # fmt: skip
+    return out
 
 
-def split_of(example_id: str, fractions: dict[str, float], salt: str = "w2s") -> str:
-    """Deterministic split of one id: the hash places it in [0, 1), fractions cut that interval in SPLITS order."""
-    u = int(hashlib.sha256(f"{salt}:{example_id}".encode()).hexdigest()[:12], 16) / 16**12
+def split_of(key: str, fractions: dict[str, float], salt: str = "w2s") -> str:
+    """Deterministic split of one group key: the hash places it in [0, 1), fractions cut that interval in SPLITS
+    order."""
+    u = int(hashlib.sha256(f"{salt}:{key}".encode()).hexdigest()[:12], 16) / 16**12
     edge = 0.0
     for name in SPLITS:
         edge += fractions[name]
@@ -165,13 +230,18 @@ def split_of(example_id: str, fractions: dict[str, float], salt: str = "w2s") ->
     return SPLITS[-1]
 
 
-def split_rows(rows: list[dict], fractions: dict[str, float], max_rows: dict[str, int | None]) -> dict[str, list[dict]]:
-    """Disjoint splits by id; `max_rows` keeps the first rows of a split in id order (stable, size-independent)."""
+def split_rows(rows: list[dict], fractions: dict[str, float], max_rows: dict[str, int | None],
+               seed: int = 0) -> dict[str, list[dict]]:  # fmt: skip
+    """Disjoint splits by group (a row's `group`, else its id), so that rows sharing a prompt or a template never
+    straddle two splits. Stable: a row's split depends on its group and the data seed only. `max_rows` keeps the first
+    rows of a split in hash order of (group, id), so twins of a group stay together."""
+    salt = "w2s" if seed == 0 else f"w2s-{seed}"
     out: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for row in rows:
-        out[split_of(row["id"], fractions)].append(row)
+        out[split_of(row.get("group", row["id"]), fractions, salt)].append(row)
+    digest = lambda text: hashlib.sha256(f"{salt}:{text}".encode()).hexdigest()  # noqa: E731
     for name in SPLITS:
-        out[name].sort(key=lambda r: hashlib.sha256(r["id"].encode()).hexdigest())
+        out[name].sort(key=lambda r: (digest(r.get("group", r["id"])), digest(r["id"])))
         if max_rows.get(name):
             out[name] = out[name][: max_rows[name]]
         if not out[name]:

@@ -1,12 +1,16 @@
-"""Stage `evaluate`: ground-truth accuracy on `test` of the reward source ("weak"), the student, the ceiling and
-optionally the base policy; PGR and the knowledge-region cells (SCIENCE.md 1, 2, 6).
+"""Stage `evaluate`: ground-truth pair accuracy on `test` of the reward source ("weak"), the strong model before
+alignment ("base"), the student and the ceiling, with paired bootstrap 95% intervals on every number, PGR, the
+knowledge-region cells and the flags of SCIENCE.md 1 (ties count as wrong, SCIENCE.md 6).
 
-Policies are scored by their trainer's implicit reward, correct = margin > 0 (ties wrong):
-  dpo  : beta * ((logp_pi(y+) - logp_ref(y+)) - (logp_pi(y-) - logp_ref(y-))), the reference = base, adapter off;
-  simpo: beta * (mean_logp_pi(y+) - mean_logp_pi(y-)) (reference-free; gamma shifts every margin alike, so it is left
-         out of the ordering).
-The base policy (before alignment) gets the same reference-free score: beta * (logp(y+) - logp(y-)) for dpo, the
-per-token mean for simpo.
+Two scoring rules for policies, each a margin m on a pair (correct = m > 0):
+  trainer's own rule ("primary"):
+    dpo  : beta * ((logp_pi(y+) - logp_ref(y+)) - (logp_pi(y-) - logp_ref(y-))), ref = base (adapter off). The base
+           is its own reference (every margin 0), so it has no score under this rule;
+    simpo: beta * (mean_logp_pi(y+) - mean_logp_pi(y-)) (reference-free; gamma shifts every margin alike).
+  reference-free ("reference_free", dpo only; for simpo it is the primary rule):
+           beta * (logp_pi(y+) - logp_pi(y-)), the same rule for base, student and ceiling, so the base compares.
+Every policy scores a (prompt, response) with its prompt cut from the left to the training `max_length`; a test row
+some model cannot score at all (response alone too long) is left out for every model, counted and named.
 """
 
 from __future__ import annotations
@@ -14,16 +18,42 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from w2s_trl.metrics import knowledge_regions, pair_accuracy, pair_correct, pgr
+import numpy as np
+
+from w2s_trl.metrics import (
+    CELLS,
+    bootstrap_indices,
+    cell_error_samples,
+    interval,
+    knowledge_regions,
+    pair_correct,
+    pgr,
+    pgr_samples,
+    resampled_mean,
+)
 from w2s_trl.recipe import Recipe, trl_config_class
 
+MODEL_ORDER = ("weak", "base", "student", "ceiling")
+DIFFERENCES = (("student", "weak"), ("ceiling", "weak"), ("ceiling", "student"), ("student", "base"),
+               ("ceiling", "base"))  # fmt: skip
+SMALL_CELL = 10
 
-def implicit_margins(beta: float, pi_c, pi_r, ref_c, ref_r) -> list[float]:
-    return [beta * ((pc - rc) - (pr - rr)) for pc, pr, rc, rr in zip(pi_c, pi_r, ref_c, ref_r)]
+
+def _rowwise(fn, *columns) -> list[float | None]:
+    """fn over rows; None where any input of the row is None (a row that could not be scored)."""
+    return [None if any(v is None for v in row) else fn(*row) for row in zip(*columns)]
 
 
-def mean_margins(beta: float, sum_c, n_c, sum_r, n_r) -> list[float]:
-    return [beta * (sc / nc - sr / nr) for sc, nc, sr, nr in zip(sum_c, n_c, sum_r, n_r)]
+def implicit_margins(beta: float, pi_c, pi_r, ref_c, ref_r) -> list[float | None]:
+    return _rowwise(lambda pc, pr, rc, rr: beta * ((pc - rc) - (pr - rr)), pi_c, pi_r, ref_c, ref_r)
+
+
+def mean_margins(beta: float, sum_c, n_c, sum_r, n_r) -> list[float | None]:
+    return _rowwise(lambda sc, nc, sr, nr: beta * (sc / nc - sr / nr), sum_c, n_c, sum_r, n_r)
+
+
+def sum_margins(beta: float, sum_c, sum_r) -> list[float | None]:
+    return _rowwise(lambda c, r: beta * (c - r), sum_c, sum_r)
 
 
 def trainer_beta(recipe: Recipe) -> float:
@@ -34,9 +64,10 @@ def trainer_beta(recipe: Recipe) -> float:
     return float(fields["beta"])
 
 
-def policy_margins(recipe: Recipe, rows: list[dict], adapters: dict[str, Path], include_base: bool = False
-                   ) -> dict[str, list[float]]:  # fmt: skip
-    """Margins on `rows` for each named adapter (and the base), sharing one base model and one base pass."""
+def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path], include_base: bool,
+                    max_length: int | None, count=None) -> dict[str, dict]:  # fmt: skip
+    """{model: {"chosen": (sums, counts), "rejected": (sums, counts)}} for the base (when asked for, or when it is
+    the DPO reference) and each named adapter, sharing one base model. None where a row could not be scored."""
     from peft import PeftModel
 
     from w2s_trl.align import load_strong_base
@@ -45,20 +76,18 @@ def policy_margins(recipe: Recipe, rows: list[dict], adapters: dict[str, Path], 
     base, tok = load_strong_base(recipe)
     bs = recipe.evaluate.batch_size
     prompts, ids = [r["prompt"] for r in rows], [r["id"] for r in rows]
-
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
 
-    def logps(model, label):  # chosen and rejected in one call: each prompt context runs once for both
-        sums, counts = response_logprobs(model, tok, prompts + prompts, responses, bs, ids + ids, label)
+    def logps(model, label, counted=None):  # chosen and rejected in one call: each prompt context runs once for both
+        sums, counts = response_logprobs(model, tok, prompts + prompts, responses, bs, ids + ids, label,
+                                         max_length=max_length, count=counted)  # fmt: skip
         n = len(rows)
-        return (sums[:n], counts[:n]), (sums[n:], counts[n:])
+        return {"chosen": (sums[:n], counts[:n]), "rejected": (sums[n:], counts[n:])}
 
-    beta, simpo = trainer_beta(recipe), recipe.align.trainer == "simpo"
-    out: dict[str, list[float]] = {}
-    ref = logps(base, "base") if include_base or not simpo else None
-    if include_base:
-        (sc, nc), (sr, nr) = ref
-        out["base"] = mean_margins(beta, sc, nc, sr, nr) if simpo else [beta * (c - x) for c, x in zip(sc, sr)]
+    out = {}
+    counted = None  # every model cuts the same way (one tokenizer, one max_length): count the first pass only
+    if include_base or recipe.align.trainer == "dpo":
+        out["base"], counted = logps(base, "base", count), count
     model = None
     for name, path in adapters.items():
         if model is None:
@@ -66,43 +95,151 @@ def policy_margins(recipe: Recipe, rows: list[dict], adapters: dict[str, Path], 
         else:
             model.load_adapter(str(path), adapter_name=name)
         model.set_adapter(name)
-        (sc, nc), (sr, nr) = logps(model, name)
-        out[name] = mean_margins(beta, sc, nc, sr, nr) if simpo else implicit_margins(beta, sc, sr, ref[0][0], ref[1][0])
+        out[name] = logps(model, name, None if counted else count)
+        counted = count
     return out
 
 
-def summarize(rows: list[dict], margins: dict[str, list[float]], reference: str) -> tuple[dict, list[dict]]:
-    """metrics (accuracies, PGR, regions) and per-example predictions from per-model margins on `test`."""
-    correct = {name: pair_correct(m) for name, m in margins.items()}
-    accuracy = {name: pair_accuracy(m) for name, m in margins.items()}
-    accuracy.setdefault("ceiling", None)
-    value, note = pgr(accuracy["student"], accuracy["weak"], accuracy["ceiling"])
-    regions = knowledge_regions(correct["weak"], correct[reference], correct)
+def policy_margins(trainer: str, beta: float, logps: dict[str, dict], include_base: bool) -> dict[str, dict]:
+    """{"primary": {model: margins}, "reference_free": {...}} (reference_free only for dpo, where it differs)."""
+    bc = br = None
+    if "base" in logps:
+        (bc, _), (br, _) = logps["base"]["chosen"], logps["base"]["rejected"]
+    primary, free = {}, {}
+    for name, lp in logps.items():
+        (sc, nc), (sr, nr) = lp["chosen"], lp["rejected"]
+        if trainer == "simpo":
+            if name != "base" or include_base:
+                primary[name] = mean_margins(beta, sc, nc, sr, nr)
+            continue
+        if name != "base":
+            primary[name] = implicit_margins(beta, sc, sr, bc, br)
+        if name != "base" or include_base:
+            free[name] = sum_margins(beta, sc, sr)
+    return {"primary": primary, **({"reference_free": free} if free else {})}
+
+
+def scoreable(margins_by_rule: dict[str, dict[str, list]]) -> list[int]:
+    """Indices of rows every model could score."""
+    lists = [m for rule in margins_by_rule.values() for m in rule.values()]
+    return [i for i in range(len(lists[0])) if all(m[i] is not None for m in lists)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Summaries with intervals (pure: tested by value)
+
+
+def score_block(rows: list[dict], margins: dict[str, list[float]], idx: np.ndarray, reference: str | None) -> dict:
+    """Accuracies, differences, PGR, cells and per-objective / per-stratum accuracies under one scoring rule, each
+    with its paired bootstrap interval (`idx`: the resamples, the same for every model)."""
+    models = [m for m in MODEL_ORDER if m in margins] + [m for m in margins if m not in MODEL_ORDER]
+    correct = {m: pair_correct(margins[m]) for m in models}
+    samples = {m: resampled_mean(correct[m], idx) for m in models}
+    value = {m: float(correct[m].mean()) for m in models}
+    block = {"accuracy": {m: interval(value[m], samples[m]) for m in models}, "differences": {}}
+    for a, b in DIFFERENCES:
+        if a in correct and b in correct:
+            block["differences"][f"{a}-{b}"] = interval(value[a] - value[b], samples[a] - samples[b])
+    if {"student", "weak", "ceiling"} <= set(correct):
+        v, note = pgr(value["student"], value["weak"], value["ceiling"])
+        block["pgr"] = {**interval(v, pgr_samples(samples["student"], samples["weak"], samples["ceiling"])),
+                        "note": note}  # fmt: skip
+    if reference is not None and reference in correct and "weak" in correct:
+        block["regions"] = regions_with_intervals(correct, reference, idx)
+        block["region_reference"] = reference
+    block["by_objective"] = by_group(rows, correct, idx)
+    return block
+
+
+def regions_with_intervals(correct: dict[str, np.ndarray], reference: str, idx: np.ndarray) -> dict:
+    cells = knowledge_regions(correct["weak"], correct[reference], correct)
+    w, s = correct["weak"], correct[reference]
+    masks = {"K_w&K_s": w & s, "K_w&U_s": w & ~s, "U_w&K_s": ~w & s, "U_w&U_s": ~w & ~s}
+    for cell in CELLS:
+        info = cells[cell]
+        info["error"] = {m: interval(err, cell_error_samples(correct[m], masks[cell], idx))
+                         for m, err in info["error"].items()}  # fmt: skip
+    return cells
+
+
+def by_group(rows: list[dict], correct: dict[str, np.ndarray], idx: np.ndarray) -> dict:
+    """{objective: {n, accuracy: {model: interval}, strata: {stratum: {n, accuracy}}}}: the stratum (`subtlety`)
+    within each objective."""
+
+    def accuracies(mask):
+        return {m: interval(float(c[mask].mean()), resampled_mean(c, idx, mask)) for m, c in correct.items()}
+
+    objectives = np.asarray([str(r.get("objective", "unknown")) for r in rows])
+    strata = np.asarray([str(r.get("subtlety", "unknown")) for r in rows])
+    out = {}
+    for obj in sorted(set(objectives)):
+        in_obj = objectives == obj
+        out[obj] = {"n": int(in_obj.sum()), "accuracy": accuracies(in_obj), "strata": {}}
+        for stratum in sorted(set(strata[in_obj])):
+            mask = in_obj & (strata == stratum)
+            out[obj]["strata"][stratum] = {"n": int(mask.sum()), "accuracy": accuracies(mask)}
+    return out
+
+
+def flags(metrics: dict) -> list[str]:
+    """What this run cannot tell, in words (SCIENCE.md 1)."""
+    out = []
+    primary = metrics["primary"]
+    weak = primary["accuracy"].get("weak")
+    if weak and weak["ci"] and weak["ci"][0] <= 0.5:
+        where = "lies below" if weak["ci"][1] < 0.5 else "includes"
+        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) {where} 0.5: it is not "
+                   "distinguishable from chance, so its labels carry no signal this run can rely on.")  # fmt: skip
+    with_base = metrics.get("reference_free", primary)
+    diff = with_base["differences"].get("ceiling-base")
+    if diff and diff["ci"] and diff["ci"][0] <= 0:
+        out.append(f"The ceiling does not beat base beyond its interval (ceiling - base = {diff['value']:+.3f}, 95% CI "
+                   f"{_ci(diff)}): this run cannot tell whether training on ground truth helped at all.")  # fmt: skip
+    p = primary.get("pgr")
+    if p is not None and p["value"] is None:
+        out.append(f"PGR is undefined: {p['note']}.")
+    elif p is not None and p["ci"] and p["ci"][1] - p["ci"][0] > 1:
+        out.append(f"The PGR interval {_ci(p)} is wider than 1: this run cannot tell how much of the weak-strong gap "
+                   "the student recovered.")  # fmt: skip
+    if p is not None and p.get("dropped_resamples"):
+        out.append(f"PGR was undefined in {p['dropped_resamples']:.1%} of the bootstrap resamples (ceiling not above "
+                   "weak there); they are left out of its interval.")  # fmt: skip
+    small = [c for c, info in primary.get("regions", {}).items() if info["small"]]
+    if small:
+        out.append(f"Cells with fewer than {SMALL_CELL} examples: {', '.join(small)}; their error rates are unstable.")
+    return out
+
+
+def _ci(stat: dict) -> str:
+    return f"[{stat['ci'][0]:.3f}, {stat['ci'][1]:.3f}]" if stat.get("ci") else "[undefined]"
+
+
+def summarize(rows: list[dict], margins_by_rule: dict[str, dict[str, list]], reference: str | None,
+              resamples: int = 2000, seed: int = 0) -> tuple[dict, list[dict]]:  # fmt: skip
+    """metrics and per-example predictions from per-model margins on `test`, under each scoring rule. The weak
+    reward source's margins belong to every rule. Rows that some model could not score are left out (counted)."""
+    keep = scoreable(margins_by_rule)
+    left_out = [rows[i]["id"] for i in range(len(rows)) if i not in set(keep)]
+    rows = [rows[i] for i in keep]
+    margins_by_rule = {rule: {m: [v[i] for i in keep] for m, v in ms.items()} for rule, ms in margins_by_rule.items()}
+    idx = bootstrap_indices(len(rows), resamples, seed)
     metrics = {
-        "accuracy": accuracy,
-        "pgr": value,
-        "pgr_note": note,
-        "regions": regions,
-        "region_reference": reference,
         "n_test": len(rows),
-        "accuracy_by_objective": _by_key(rows, correct, "objective"),
-        "accuracy_by_subtlety": _by_key(rows, correct, "subtlety"),
+        "left_out": {"n": len(left_out), "ids": left_out[:5]},
+        "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95, "paired": True},
+        "weak_ties": int(sum(1 for m in margins_by_rule["primary"]["weak"] if m == 0)),
     }
-    predictions = [
-        {
-            "id": row["id"], "objective": row["objective"], "category": row["category"], "subtlety": row["subtlety"],
-            **{f"{name}_margin": margins[name][i] for name in margins},
-            **{f"{name}_correct": bool(correct[name][i]) for name in margins},
-        }  # fmt: skip
-        for i, row in enumerate(rows)
-    ]
-    return metrics, predictions
-
-
-def _by_key(rows: list[dict], correct: dict, key: str) -> dict[str, dict]:
-    groups: dict[str, list[int]] = {}
+    for rule, margins in margins_by_rule.items():
+        metrics[rule] = score_block(rows, margins, idx, reference if rule == "primary" else None)
+    metrics["flags"] = flags(metrics)
+    predictions = []
     for i, row in enumerate(rows):
-        groups.setdefault(str(row[key]), []).append(i)
-    return {
-        g: {"n": len(idx), **{name: float(c[idx].mean()) for name, c in correct.items()}} for g, idx in sorted(groups.items())
-    }
+        pred = {k: row.get(k) for k in ("id", "objective", "category", "subtlety", "group")}
+        for rule, margins in margins_by_rule.items():
+            suffix = "" if rule == "primary" else f"_{rule}"
+            for name, m in margins.items():
+                if rule == "primary" or name != "weak":
+                    pred[f"{name}_margin{suffix}"] = m[i]
+                    pred[f"{name}_correct{suffix}"] = bool(m[i] > 0)
+        predictions.append(pred)
+    return metrics, predictions

@@ -1,11 +1,14 @@
 """Stage `label`: the weak reward model labels `w2s_train` pairs (SCIENCE.md 1).
 
 For a source pair (a, b) = (GT chosen, GT rejected): delta = r_w(x, a) - r_w(x, b). The labelled row puts the weak
-model's preferred response in `chosen` (a if delta > 0, else b: a tie counts as a wrong order) and keeps
-  p_w          = weak probability that the labelled chosen beats the labelled rejected = sigma(|delta|) (0.5 on a tie)
+model's preferred response in `chosen` (a if delta > 0, b if delta < 0) and keeps
+  p_w          = weak probability that the labelled chosen beats the labelled rejected = sigma(|delta|)
   gt_label     = 1 if the labelled chosen is the ground-truth chosen, else 0
   weak_correct = gt_label == 1
   weak_margin  = r_w(labelled chosen) - r_w(labelled rejected) = |delta|
+A tie (delta == 0, e.g. two texts the weak model reads as the same) carries no weak signal: it is left out of the
+student's rows and counted (`weak_ties`), never ordered by ground truth or by a fixed flip. A pair the weak model
+could not score (a response longer than its max_length) is left out and counted too.
 """
 
 from __future__ import annotations
@@ -13,22 +16,47 @@ from __future__ import annotations
 from w2s_trl.metrics import sigmoid
 
 
-def weak_label_rows(rows: list[dict], reward_gt_chosen: list[float], reward_gt_rejected: list[float]) -> list[dict]:
-    """Pure: reorder each pair by the weak rewards and attach the weak-label columns."""
+def weak_label_rows(rows: list[dict], reward_gt_chosen: list, reward_gt_rejected: list) -> tuple[list[dict], dict]:
+    """Pure: reorder each pair by the weak rewards, attach the weak-label columns, leave ties and unscored pairs
+    out. Returns (labelled rows, summary)."""
     if not (len(rows) == len(reward_gt_chosen) == len(reward_gt_rejected)):
         raise ValueError("rows and rewards must have the same length")
-    out = []
+    out, ties, unscored, correct = [], [], [], 0
     for row, ra, rb in zip(rows, reward_gt_chosen, reward_gt_rejected):
+        if ra is None or rb is None:
+            unscored.append(row["id"])
+            continue
         delta = ra - rb
+        if delta == 0:
+            ties.append(row["id"])
+            continue
         keep = delta > 0
+        correct += keep
         labelled = dict(row)
         if not keep:
             labelled["chosen"], labelled["rejected"] = row["rejected"], row["chosen"]
-        labelled.update(
-            p_w=sigmoid(abs(delta)),
-            gt_label=int(keep),
-            weak_correct=bool(keep),
-            weak_margin=abs(delta),
-        )
+        labelled.update(p_w=sigmoid(abs(delta)), gt_label=int(keep), weak_correct=bool(keep), weak_margin=abs(delta))
         out.append(labelled)
-    return out
+    scored = len(rows) - len(unscored)
+    summary = {
+        "rows": len(rows),
+        "labelled": len(out),
+        "weak_ties": len(ties),
+        "tie_examples": ties[:5],
+        "unscored": len(unscored),
+        "unscored_examples": unscored[:5],
+        # as on test: a tie counts as wrong; and among the rows the student trains on
+        "weak_label_accuracy": correct / scored if scored else None,
+        "weak_label_accuracy_labelled": correct / len(out) if out else None,
+    }
+    return out, summary
+
+
+def describe(summary: dict) -> str:
+    acc = summary["weak_label_accuracy"]
+    acc_text = "none" if acc is None else f"{acc:.3f}"
+    line = (f"[w2s-trl] label: weak labels agree with ground truth on {acc_text} of {summary['rows'] - summary['unscored']}"
+            f" scored w2s_train pairs (ties counted wrong); {summary['weak_ties']} ties left out"
+            f"{' (e.g. ' + ', '.join(summary['tie_examples']) + ')' if summary['tie_examples'] else ''}; "
+            f"{summary['unscored']} unscored left out; the student trains on {summary['labelled']} pairs")  # fmt: skip
+    return line

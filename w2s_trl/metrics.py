@@ -58,7 +58,8 @@ def knowledge_regions(weak_correct: Sequence[bool], ref_correct: Sequence[bool],
 def pair_score_summary(chosen: Sequence[float], rejected: Sequence[float],
                        sections: Sequence[str] | None = None) -> dict:  # fmt: skip
     """RewardBench-style scoring of a reward source on pairs (SCIENCE.md 6): accuracy (ties wrong), tie count, mean
-    margin, and per-section accuracy with the sections averaged weighted by their example counts."""
+    margin, and per-section accuracy with the macro average over sections (each section counts once; a
+    count-weighted average would just be the overall accuracy again)."""
     margins = np.asarray(chosen, dtype=float) - np.asarray(rejected, dtype=float)
     out = {
         "n": int(margins.size),
@@ -73,5 +74,50 @@ def pair_score_summary(chosen: Sequence[float], rejected: Sequence[float],
             mask = names == name
             per[name] = {"n": int(mask.sum()), "accuracy": pair_accuracy(margins[mask])}
         out["sections"] = per
-        out["section_weighted_accuracy"] = sum(v["n"] * v["accuracy"] for v in per.values()) / out["n"]
+        out["macro_accuracy"] = float(np.mean([v["accuracy"] for v in per.values()]))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Paired bootstrap (SCIENCE.md 1): resample test examples with replacement, the SAME resamples for every model and
+# statistic, recompute each statistic, take the 2.5/97.5 percentiles. A resample where a statistic is undefined (a PGR
+# whose ceiling does not beat the weak model, an empty cell) is dropped and the drop rate reported.
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n] example indices drawn with replacement; fixed by the seed."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def resampled_mean(values: Sequence[float], idx: np.ndarray, mask: Sequence[bool] | None = None) -> np.ndarray:
+    """The mean of `values` over the examples in `mask`, in every resample: [resamples], NaN where a resample holds
+    no example of the mask."""
+    v = np.asarray(values, dtype=float)[idx]
+    if mask is None:
+        return v.mean(axis=1)
+    m = np.asarray(mask, dtype=bool)[idx]
+    n = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (v * m).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
+def interval(value: float | None, samples: np.ndarray) -> dict:
+    """{value, ci: [2.5th, 97.5th percentile of the defined resamples]} (+ the share of resamples dropped)."""
+    samples = np.asarray(samples, dtype=float)
+    defined = samples[~np.isnan(samples)]
+    out = {"value": value, "ci": [float(x) for x in np.percentile(defined, [2.5, 97.5])] if defined.size else None}
+    if defined.size < samples.size:
+        out["dropped_resamples"] = round(1 - defined.size / samples.size, 4)
+    return out
+
+
+def pgr_samples(student: np.ndarray, weak: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """PGR in each resample; NaN (dropped) where the ceiling does not beat the weak model."""
+    gap = ceiling - weak
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gap > 0, (student - weak) / np.where(gap > 0, gap, 1.0), np.nan)
+
+
+def cell_error_samples(correct: Sequence[bool], cell: Sequence[bool], idx: np.ndarray) -> np.ndarray:
+    """err(S | cell) in each resample: the cell's membership moves with the resampled examples."""
+    return resampled_mean(~np.asarray(correct, dtype=bool), idx, cell)

@@ -31,7 +31,7 @@ Kind = Literal["causal", "reward"]
 EMBEDDED: dict[str, Kind] = {"smollm2-135m-instruct": "causal", "minilm-l6": "reward"}
 TINY: dict[str, Kind] = {"causal-lm": "causal", "causal-lm-b": "causal", "reward-model": "reward"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
-TINY_VERSION = "v1"  # bump when the tiny builders change, so caches are rebuilt
+TINY_VERSION = "v2"  # bump when the tiny builders change, so caches are rebuilt
 
 
 def check_model_spec(spec: str, kind: Kind) -> str:
@@ -186,6 +186,29 @@ def resolve_model_path(spec: str) -> str:
     if spec.startswith("tiny:"):
         return str(_tiny_folder(spec[len("tiny:") :]))
     return spec
+
+
+LIMIT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def config_limit(config) -> int | None:
+    """The longest input a model config allows (position embeddings), or None when it names none."""
+    for name in LIMIT_FIELDS:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def model_limit(model) -> int | None:
+    return config_limit(model.config)
+
+
+def spec_limit(spec: str, trust_remote_code: bool = False) -> int | None:
+    """A model spec's input limit, read from its config only (no weights loaded)."""
+    from transformers import AutoConfig
+
+    return config_limit(AutoConfig.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code))
 
 
 def load_tokenizer(spec: str, trust_remote_code: bool = False, padding_side: str = "right"):

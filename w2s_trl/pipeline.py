@@ -78,10 +78,60 @@ def use_all_cores(num_processes: int) -> None:
         torch.set_num_threads(threads)
 
 
+def source_digest(source: str) -> str | None:
+    """Contents of a local data file or folder (a cached data stage is reused only for the same bytes)."""
+    import hashlib
+
+    path = Path(source)
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    for part in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if part.is_file():
+            h.update(str(part.relative_to(path) if path.is_dir() else part.name).encode())
+            h.update(part.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def length_tokenizers(r: Recipe) -> dict[str, tuple[str, str, bool]]:
+    """Tokenizers whose lengths the data stage reports: name -> (model spec, kind, trust_remote_code)."""
+    out = {"strong": (r.strong.model, "causal", r.strong.trust_remote_code)}
+    if isinstance(r.weak.reward, RewardModelSpec):
+        out["weak"] = (r.weak.reward.model, "reward", r.weak.reward.trust_remote_code)
+    return out
+
+
+def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Token-length percentiles per tokenizer and split (SCIENCE.md 7), and each model's resolved max_length:
+    `auto` = the 95th percentile of prompt + response on the split it trains on, bounded by the model's limit."""
+    from w2s_trl.models import load_tokenizer, spec_limit
+    from w2s_trl.truncation import length_stats
+
+    lengths, resolved = {}, {}
+    settings = {"strong": (r.align.max_length_setting(), "w2s_train")}
+    if isinstance(r.weak.reward, RewardModelSpec):
+        settings["weak"] = (r.weak.reward.max_length, "weak_train")
+    for name, (spec, kind, trust) in length_tokenizers(r).items():
+        tok = load_tokenizer(spec, trust)
+        lengths[name] = {split: length_stats(rows, tok, kind) for split, rows in splits.items()}
+        setting, split = settings[name]
+        limit = spec_limit(spec, trust)
+        if setting == "auto":
+            p95 = lengths[name][split]["full"]["p95"]
+            resolved[name] = min(p95, limit) if limit else p95
+        else:
+            resolved[name] = setting
+        full = lengths[name][split]["full"]
+        print(f"[w2s-trl] data: {name} tokenizer, {split} prompt+response tokens p50 {full['p50']} p95 {full['p95']} "
+              f"max {full['max']} (prompt p95 {lengths[name][split]['prompt']['p95']}); max_length {setting} -> "
+              f"{resolved[name]} (model limit {limit})", flush=True)  # fmt: skip
+    return lengths, resolved
+
+
 def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
     from accelerate import PartialState
 
-    from w2s_trl.data import SPLITS, load_source, read_jsonl, split_rows, write_jsonl
+    from w2s_trl.data import load_source, read_jsonl, split_rows, write_jsonl
     from w2s_trl.tracking import setup_tracking
 
     configure_environment(recipe)
@@ -102,16 +152,29 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
             return True
         return False
 
-    # 1. data: load the source and split it by stable ids
+    # 1. data: load the source (malformed rows skipped and counted), split it by stable groups, measure lengths
     def compute_data(work: StageWork) -> dict:
-        rows = load_source(r.data.source, r.data.size, r.run.seed, r.data.objectives, r.data.hub_split)
-        splits = split_rows(rows, r.data.fractions.model_dump(), r.data.max_rows.model_dump())
+        d = r.data
+        loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
+                             d.testbed.options())  # fmt: skip
+        splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
         for name, split in splits.items():
             write_jsonl(work.out / f"{name}.jsonl", split)
-        return {"rows": {name: len(split) for name, split in splits.items()}}
+        lengths, max_length = data_lengths(r, splits)
+        write_json_atomic(work.out / "lengths.json", lengths)
+        return {"rows": {name: len(split) for name, split in splits.items()}, "source": loaded.summary(),
+                "max_length": max_length}  # fmt: skip
 
-    data_dir = rd.run("data", {"data": r.data.model_dump(), "seed": r.run.seed}, compute_data)
+    data_inputs = {
+        "data": r.data.model_dump(),
+        "source_digest": source_digest(r.data.source),
+        "tokenizers": {k: v[0] for k, v in length_tokenizers(r).items()},
+        "max_length": {"strong": r.align.max_length_setting(),
+                       "weak": getattr(r.weak.reward, "max_length", None)},
+    }  # fmt: skip
+    data_dir = rd.run("data", data_inputs, compute_data)
     split = lambda name: read_jsonl(data_dir / f"{name}.jsonl")  # noqa: E731
+    max_length = rd.record("data")["max_length"]
     if done("data"):
         return root
 
@@ -119,7 +182,8 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
     def compute_weak(work: StageWork) -> dict:
         from w2s_trl.weak import train_reward_model
 
-        return train_reward_model(r.weak.reward, split("weak_train"), work, r.run.seed, report_to, f"{r.run.name}/weak")
+        return train_reward_model(r.weak.reward, split("weak_train"), work, r.run.seed, report_to, f"{r.run.name}/weak",
+                                  max_length["weak"])  # fmt: skip
 
     trains_weak = isinstance(r.weak.reward, RewardModelSpec)
     if trains_weak:
@@ -132,17 +196,23 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
     def reward_source():
         from w2s_trl.rewards import build_reward_source
 
-        return build_reward_source(r.weak.reward, str(weak_dir / "model") if trains_weak else None)
+        model_path = str(weak_dir / "model") if trains_weak else None
+        return build_reward_source(r.weak.reward, model_path, max_length.get("weak"))
 
-    # 3. label: weak labels on w2s_train pairs, or best-of-n pairs on its prompts
+    # 3. label: weak labels on w2s_train pairs (ties left out), or best-of-n pairs on its prompts
     def compute_label(work: StageWork) -> dict:
+        from w2s_trl.truncation import TruncationCount
+
         if r.label.method == "weak_labels":
-            from w2s_trl.label import weak_label_rows
+            from w2s_trl.label import describe, weak_label_rows
 
             rows = split("w2s_train")
-            rows = weak_label_rows(rows, *reward_source().score_pairs(rows))
-            write_jsonl(work.out / "w2s_train.labelled.jsonl", rows)
-            return {"weak_label_accuracy": sum(x["weak_correct"] for x in rows) / len(rows)}
+            count = TruncationCount("label (weak scoring of w2s_train responses)", max_length.get("weak"))
+            labelled, summary = weak_label_rows(rows, *reward_source().score_pairs(rows, count))
+            count.report()
+            print(describe(summary), flush=True)
+            write_jsonl(work.out / "w2s_train.labelled.jsonl", labelled)
+            return {**summary, "truncation": count.as_dict()}
         from w2s_trl.align import load_strong_base
         from w2s_trl.annotate import best_of_n, pairs_from_progress
 
@@ -165,11 +235,13 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
     # 4. student on the labels, ceiling on ground truth: the same training, other rows
     from w2s_trl.align import adapter_dir, train_policy
 
-    align_inputs = {"strong": r.strong.model_dump(), "align": r.align.model_dump(exclude={"ceiling"}), "seed": r.run.seed}
+    align_inputs = {"strong": r.strong.model_dump(), "align": r.align.model_dump(exclude={"ceiling"}),
+                    "max_length": max_length["strong"], "seed": r.run.seed}  # fmt: skip
     student_dir = rd.run(
         "student",
         {**align_inputs, "rows": fp("label")},
-        lambda work: train_policy(r, read_jsonl(label_dir / "w2s_train.labelled.jsonl"), work, f"{r.run.name}/student"),
+        lambda work: train_policy(r, read_jsonl(label_dir / "w2s_train.labelled.jsonl"), work,
+                                  f"{r.run.name}/student", max_length["strong"], "student"),  # fmt: skip
         all_ranks=True,
     )
     if done("student"):
@@ -179,22 +251,33 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
         ceiling_dir = rd.run(
             "ceiling",
             {**align_inputs, "rows": fp("data")},
-            lambda work: train_policy(r, split("w2s_train"), work, f"{r.run.name}/ceiling"),
+            lambda work: train_policy(r, split("w2s_train"), work, f"{r.run.name}/ceiling", max_length["strong"],
+                                      "ceiling"),  # fmt: skip
             all_ranks=True,
         )
         adapters["ceiling"] = adapter_dir(ceiling_dir)
         if done("ceiling"):
             return root
 
-    # 5. evaluate on test: the reward source ("weak"), the policies, and optionally the base policy
+    # 5. evaluate on test: the reward source ("weak"), the base policy and the aligned ones, with intervals
     def compute_evaluate(work: StageWork) -> dict:
-        from w2s_trl.evaluate import policy_margins, summarize
+        from w2s_trl.evaluate import policy_logprobs, policy_margins, summarize, trainer_beta
+        from w2s_trl.truncation import TruncationCount
 
         test = split("test")
-        chosen, rejected = reward_source().score_pairs(test)
-        margins = {"weak": [c - x for c, x in zip(chosen, rejected)]}
-        margins.update(policy_margins(r, test, adapters, include_base=r.evaluate.base))
-        metrics, predictions = summarize(test, margins, r.evaluate.region_reference)
+        weak_count = TruncationCount("evaluate (weak scoring of test responses)", max_length.get("weak"))
+        chosen, rejected = reward_source().score_pairs(test, weak_count)
+        weak_count.report()
+        policy_count = TruncationCount("evaluate (policy scoring of test responses)", max_length["strong"])
+        logps = policy_logprobs(r, test, adapters, r.evaluate.base, max_length["strong"], policy_count)
+        policy_count.report()
+        margins = policy_margins(r.align.trainer, trainer_beta(r), logps, r.evaluate.base)
+        weak_margins = [None if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+        for rule in margins.values():
+            rule["weak"] = weak_margins
+        metrics, predictions = summarize(test, margins, r.evaluate.region_reference, r.evaluate.bootstrap,
+                                         r.evaluate.bootstrap_seed)  # fmt: skip
+        metrics["truncation"] = {"weak": weak_count.as_dict(), "policies": policy_count.as_dict()}
         write_json_atomic(work.out / "metrics.json", metrics)
         write_jsonl(work.out / "predictions.jsonl", predictions)
         return {}
@@ -220,6 +303,16 @@ def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
     from w2s_trl.tracking import log_summary
 
     metrics = json.loads((eval_dir / "metrics.json").read_text())
+    metrics["data"] = {k: rd.record("data").get(k) for k in ("rows", "source", "max_length")}
+    label = rd.record("label") or {}
+    metrics["labels"] = {k: label.get(k) for k in ("rows", "labelled", "weak_ties", "tie_examples", "unscored",
+                                                   "weak_label_accuracy", "weak_label_accuracy_labelled")
+                         if k in label}  # fmt: skip
+    metrics["truncation"] = {
+        **{s: rd.record(s)["truncation"] for s in ("weak", "label", "student", "ceiling")
+           if rd.record(s) and "truncation" in rd.record(s)},
+        **{f"evaluate_{k}": v for k, v in metrics.get("truncation", {}).items()},
+    }  # fmt: skip
     metrics["runtime_s"] = {s: rd.record(s)["runtime_s"] for s in STAGES if rd.record(s)}
     metrics["cached_stages"] = rd.skipped
     metrics["versions"] = package_versions()

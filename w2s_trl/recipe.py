@@ -10,9 +10,11 @@ Every error names the file, the dotted key path, the value given and what is all
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
+import re
 import types
 import typing
 from pathlib import Path
@@ -81,12 +83,29 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
             close = difflib.get_close_matches(key, sorted(fields), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown {cls.__name__} argument '{key}'{hint} (see the {cls.__module__}.{cls.__name__} docs)")
+    checked = {k: v for k, v in args.items() if not (k == "max_length" and v == "auto")}  # w2s-trl resolves auto
     try:
         # use_cpu: validation must not depend on this machine's devices
-        cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **args})
+        with _no_device_state():
+            cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **checked})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
     return args
+
+
+@contextlib.contextmanager
+def _no_device_state():
+    """Building a TrainingArguments starts accelerate's PartialState (here in CPU mode, from use_cpu=True), and every
+    later PartialState() would inherit it: a GPU run would load models on the CPU. Validation leaves no state behind
+    unless one existed before."""
+    from accelerate.state import PartialState
+
+    existed = PartialState._shared_state != {}
+    try:
+        yield
+    finally:
+        if not existed:
+            PartialState._reset_state()
 
 
 # Defaults that make TRL work on a small CPU machine (TRL turns activation checkpointing on, which only costs time
@@ -111,7 +130,9 @@ class RewardModelSpec(Strict):
 
     type: Literal["reward_model"] = "reward_model"
     model: str = Field(description="model spec: hub id, local path, embedded:minilm-l6, tiny:reward-model")
-    max_length: int = Field(256, gt=8, description="tokens per scored (prompt, response) text")
+    max_length: Union[Annotated[int, Field(gt=8)], Literal["auto"]] = Field(
+        "auto", description="tokens per scored (prompt, response) text; longer prompts lose their oldest turns. auto: "
+        "the 95th percentile of weak_train's lengths, bounded by the model's limit")
     trust_remote_code: bool = False
     train: dict[str, Any] = Field(default_factory=dict, description="trl.RewardConfig arguments")
     score_batch_size: int = Field(32, gt=0, description="pairs per forward pass when labelling/scoring")
@@ -278,11 +299,58 @@ class SplitLimits(Strict):
     test: int | None = Field(None, gt=0)
 
 
+class TestbedSection(Strict):
+    """testbed:hh generation knobs (w2s_trl/testbed.py): relative weights, long histories, conflict rows."""
+
+    mix: dict[Literal["helpful", "harmless"], float] = Field(
+        default_factory=lambda: {"helpful": 1.0, "harmless": 1.0}, description="relative share of each objective"
+    )
+    harmless_strata: dict[Literal["plain", "subtle", "earlier_turn", "knowledge"], float] = Field(
+        default_factory=lambda: {"plain": 1.0, "subtle": 1.0, "earlier_turn": 1.0, "knowledge": 1.0}
+    )
+    helpful_strata: dict[Literal["wrong_answer", "missing_info", "needless_refusal"], float] = Field(
+        default_factory=lambda: {"wrong_answer": 2.0, "missing_info": 1.0, "needless_refusal": 1.0}
+    )
+    history_turns: tuple[int, int] = Field((0, 0), description="[min, max] neutral exchanges before each prompt "
+                                           "(long multi-turn rows: [6, 14] gives prompts of ~300-800 tokens)")
+    context_gap: tuple[int, int] = Field((2, 3), description="[min, max] exchanges between a fact and the request "
+                                         "in the earlier_turn stratum")
+    conflict: bool = Field(False, description="also emit helpful rows on harmless prompts (objectives disagree)")
+
+    @field_validator("history_turns", "context_gap")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= v[0] <= v[1]:
+            raise ValueError(f"expected [min, max] with 0 <= min <= max, got {list(v)}")
+        return v
+
+    @field_validator("mix", "harmless_strata", "helpful_strata")
+    @classmethod
+    def _weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError(f"weights must be >= 0 with at least one > 0, got {v}")
+        return v
+
+    def options(self):
+        from w2s_trl.testbed import TestbedOptions
+
+        return TestbedOptions(**self.model_dump())
+
+
 class DataSection(Strict):
     source: str = Field("testbed:hh", description="testbed:hh, a local JSON/JSONL/parquet file, or a hub dataset id")
+    seed: int = Field(0, description="generates testbed:hh and salts the split; separate from run.seed (training)")
     size: int = Field(1200, gt=0, description="testbed:hh only: number of generated pairs before splitting")
     objectives: list[Literal["helpful", "harmless"]] = Field(["helpful", "harmless"], min_length=1)
+    testbed: TestbedSection = Field(default_factory=TestbedSection)
     hub_split: str = Field("train", description="split to read from a hub dataset or a dataset dict")
+    hub_objective: Literal["helpful", "harmless"] = Field(
+        "harmless", description="PKU-SafeRLHF: which ground truth orders a pair (better_ or safer_response_id)"
+    )
+    on_invalid: Literal["skip", "error"] = Field(
+        "skip", description="a malformed row (pair differs before its final turn, empty response, ...): skip and "
+        "count it, or stop with its name"
+    )
     fractions: SplitFractions = Field(default_factory=SplitFractions)
     max_rows: SplitLimits = Field(default_factory=SplitLimits)
 
@@ -344,6 +412,10 @@ SIMPO_FIXED = {"loss_type": "simpo", "cpo_alpha": 0.0}
 class AlignSection(Strict):
     trainer: Literal["dpo", "simpo"] = "dpo"
     ceiling: bool = Field(True, description="also train the strong ceiling on w2s_train ground truth")
+    length_grouping: bool = Field(
+        True, description="batches of rows of similar length, in a seeded random order (a batch costs its longest "
+        "row: mixing 60- and 250-token rows pads most of every batch)"
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 
     @field_validator("args")
@@ -356,17 +428,41 @@ class AlignSection(Strict):
                     raise ValueError(f"simpo fixes {key}={fixed!r} (got {v[key]!r}); remove it, or use another trainer")
         return check_trainer_args(v, trainer)
 
-    def trl_args(self) -> dict[str, Any]:
-        """`args` plus what the trainer choice fixes."""
-        return {**self.args, **(SIMPO_FIXED if self.trainer == "simpo" else {})}
+    def max_length_setting(self) -> int | str | None:
+        """`args.max_length`: tokens of prompt + response, `auto` (the default: the 95th percentile of w2s_train,
+        bounded by the model's limit) or None (no limit)."""
+        return self.args.get("max_length", "auto")
+
+    def trl_args(self, max_length: int | None = None) -> dict[str, Any]:
+        """`args` with the resolved `max_length`, plus what the trainer choice fixes."""
+        resolved = {"max_length": max_length} if self.max_length_setting() == "auto" and max_length else {}
+        return {**self.args, **resolved, **(SIMPO_FIXED if self.trainer == "simpo" else {})}
 
 
 class EvaluateSection(Strict):
     batch_size: int = Field(16, gt=0)
-    base: bool = Field(False, description="also score the strong model before alignment (accuracy.base)")
-    region_reference: Literal["ceiling", "student"] = Field(
-        "ceiling", description="strong model whose errors define K_s/U_s (SCIENCE.md 2)"
+    base: bool = Field(True, description="also score the strong model before alignment (accuracy.base)")
+    region_reference: str = Field(
+        "ceiling", description="strong model whose errors define K_s/U_s (SCIENCE.md 2): ceiling or base; never the "
+        "model being scored"
     )
+    bootstrap: int = Field(2000, ge=1000, description="bootstrap resamples of test for every interval (>= 1000)")
+    bootstrap_seed: int = Field(0, description="seed of the bootstrap resamples (the same resamples for every model)")
+
+    @field_validator("region_reference")
+    @classmethod
+    def _reference(cls, v: str) -> str:
+        if v == "student":
+            raise ValueError(
+                "'student' is the model being scored: its cells would compare the student with itself. Use ceiling "
+                "(the strong model trained on ground truth) or base (the strong model before alignment)"
+            )
+        if v not in REGION_REFERENCES:
+            raise ValueError(f"unknown reference '{v}'; allowed: {', '.join(REGION_REFERENCES)}")
+        return v
+
+
+REGION_REFERENCES = ("ceiling", "base")
 
 
 class TrackingSection(Strict):
@@ -390,7 +486,11 @@ class Recipe(Strict):
         if self.evaluate.region_reference == "ceiling" and not self.align.ceiling:
             raise ValueError(
                 "evaluate.region_reference is 'ceiling' but align.ceiling is false: "
-                "turn the ceiling on, or set evaluate.region_reference: student"
+                "turn the ceiling on, or set evaluate.region_reference: base"
+            )
+        if self.evaluate.region_reference == "base" and not self.evaluate.base:
+            raise ValueError(
+                "evaluate.region_reference is 'base' but evaluate.base is false: turn evaluate.base on, or use ceiling"
             )
         if self.label.method == "best_of_n" and self.align.ceiling:
             raise ValueError(
@@ -451,6 +551,18 @@ def _is_str_field(annotation: Any) -> bool:
     return False
 
 
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def parse_value(text: str) -> Any:
+    """YAML, except that a number in exponent form stays a number: YAML 1.1 reads `1e-4` as the string '1e-4', which
+    a learning rate must not be."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def apply_override(raw: dict, override: str, source: str = "command line") -> None:
     """Apply one `a.b.c=value` override to the raw recipe dict, typed like the field it overrides."""
     if "=" not in override:
@@ -470,7 +582,7 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
             annotation = model.model_fields[part].annotation
         if last:
             keep_string = annotation is not None and _is_str_field(annotation)
-            node[part] = value_text if keep_string else yaml.safe_load(value_text)
+            node[part] = value_text if keep_string else parse_value(value_text)
             return
         child = node.get(part)
         if child is None:
@@ -478,7 +590,10 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
         if not isinstance(child, dict):
             raise RecipeError(f"{source}: override '{key}': {'.'.join(parts[: i + 1])} is not a mapping")
         node = child
-        model = _model_in(annotation) if annotation is not None else None
+        if annotation is not None and typing.get_origin(annotation) is Annotated and part == "reward":
+            model = REWARD_TAGS.get(_reward_kind(child), RewardModelSpec)  # the reward union: the member in the file
+        else:
+            model = _model_in(annotation) if annotation is not None else None
 
 
 def _resolve_reward(raw: dict, recipe_path: Path) -> None:
@@ -546,6 +661,8 @@ def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False
 
     def build(raw: dict) -> Recipe:
         for o in overrides:
+            if o.strip().startswith("weak.reward."):  # a field of the reward spec: read the spec file first
+                _resolve_reward(raw, path)
             apply_override(raw, o)
         _resolve_reward(raw, path)
         try:

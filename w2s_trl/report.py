@@ -1,59 +1,148 @@
-"""Stage `report`: `report.md` with the accuracy / PGR table and the knowledge-region cells."""
+"""Stage `report`: `report.md` and the printed summary. Every number carries its paired bootstrap 95% interval
+(SCIENCE.md 1); what the run cannot tell is said in words."""
 
 from __future__ import annotations
 
 from w2s_trl.metrics import CELLS
+
+MODELS = ("weak", "base", "student", "ceiling")
+RULES = {
+    "primary": "the trainer's own scoring rule (DPO: implicit reward against the base; SimPO: mean log-prob margin)",
+    "reference_free": "reference-free log-prob margin, the same rule for base, student and ceiling",
+}
 
 
 def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-MODELS = ("weak", "base", "student", "ceiling")
+def fmt_interval(stat: dict | None, signed: bool = False) -> str:
+    """'0.812 [0.771, 0.850]'."""
+    if stat is None or stat.get("value") is None:
+        return "—"
+    v = f"{stat['value']:+.3f}" if signed else f"{stat['value']:.3f}"
+    if not stat.get("ci"):
+        return v
+    lo, hi = stat["ci"]
+    return f"{v} [{lo:+.3f}, {hi:+.3f}]" if signed else f"{v} [{lo:.3f}, {hi:.3f}]"
+
+
+def _models(block: dict) -> list[str]:
+    return [m for m in MODELS if m in block["accuracy"]]
+
+
+def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def accuracy_table(block: dict) -> list[str]:
+    models = _models(block)
+    row = [fmt_interval(block["accuracy"][m]) for m in models]
+    header, align = list(models), ["---:"] * len(models)
+    if "pgr" in block:
+        p = block["pgr"]
+        header.append("PGR")
+        align.append("---:")
+        row.append(fmt_interval(p, signed=True) if p["value"] is not None else f"null ({p['note']})")
+    return _table(header, [row], align)
 
 
 def summary_table(metrics: dict) -> str:
-    acc = metrics["accuracy"]
-    models = [m for m in MODELS if m in acc and (acc[m] is not None or m == "ceiling")]
-    pgr = _fmt(metrics["pgr"]) if metrics["pgr"] is not None else f"null ({metrics['pgr_note']})"
-    return "\n".join(
-        [
-            "| " + " | ".join(models) + " | PGR |",
-            "|" + "---:|" * len(models) + ":---|",
-            "| " + " | ".join(_fmt(acc[m]) for m in models) + f" | {pgr} |",
-        ]
-    )
+    """The printed summary: accuracies and PGR with intervals under each rule, then the flags."""
+    lines = []
+    for rule in ("primary", "reference_free"):
+        if rule in metrics:
+            lines += [f"{rule}: {RULES[rule]}", *accuracy_table(metrics[rule]), ""]
+    lines += [f"test pairs: {metrics['n_test']}; 95% paired bootstrap intervals ({metrics['bootstrap']['resamples']} "
+              "resamples)"]  # fmt: skip
+    lines += [f"FLAG: {f}" for f in metrics.get("flags", [])]
+    return "\n".join(lines)
 
 
 def render_report(run_name: str, metrics: dict) -> str:
-    models = [m for m in MODELS if metrics["accuracy"].get(m) is not None]
+    primary = metrics["primary"]
+    b = metrics["bootstrap"]
     lines = [
         f"# w2s-trl run `{run_name}`",
         "",
         f"Ground-truth pair accuracy on `test` ({metrics['n_test']} pairs; ties count as wrong). `weak`: the reward "
         "source; `base`: the strong model before alignment; `student`: aligned on the weak labels; `ceiling`: aligned "
-        "on ground truth.",
+        f"on ground truth. Brackets: paired bootstrap 95% intervals ({b['resamples']} resamples of the test pairs, "
+        f"seed {b['seed']}, the same resamples for every model).",
         "",
-        summary_table(metrics),
-        "",
-        "## Knowledge regions (SCIENCE.md 2)",
-        "",
-        f"K_w/U_w: the weak supervisor (the reward source) is right/wrong; K_s/U_s: the reference strong model "
-        f"(`{metrics['region_reference']}`) is right/wrong. Cells under 10 examples are flagged (small).",
-        "",
-        "| cell | n | " + " | ".join(f"err({m})" for m in models) + " |",
-        "|:---|---:|" + "---:|" * len(models),
     ]
-    for cell in CELLS:
-        info = metrics["regions"][cell]
-        flag = " (small)" if info["small"] else ""
-        lines.append(f"| {cell} | {info['n']}{flag} | " + " | ".join(_fmt(info["error"][m]) for m in models) + " |")
-    for key, title in (("accuracy_by_objective", "objective"), ("accuracy_by_subtlety", "subtlety")):
-        lines += ["", f"## Accuracy by {title}", "", f"| {title} | n | " + " | ".join(models) + " |",
-                  "|:---|---:|" + "---:|" * len(models)]  # fmt: skip
-        for group, info in metrics[key].items():
-            lines.append(f"| {group} | {info['n']} | " + " | ".join(_fmt(info[m]) for m in models) + " |")
-    lines += ["", "## Runtime (s)", "", "| stage | seconds | cached |", "|:---|---:|:---|"]
+    if metrics.get("flags"):
+        lines += ["## What this run cannot tell", ""] + [f"- {f}" for f in metrics["flags"]] + [""]
+    for rule in ("primary", "reference_free"):
+        if rule not in metrics:
+            continue
+        block = metrics[rule]
+        lines += [f"## Accuracy: {RULES[rule]}", "", *accuracy_table(block), ""]
+        if block["differences"]:
+            diffs = [[name, fmt_interval(stat, signed=True)] for name, stat in block["differences"].items()]
+            lines += _table(["difference", "value [95% CI]"], diffs, [":---", "---:"]) + [""]
+    lines += [f"Weak ties on test (counted wrong): {metrics.get('weak_ties', 0)}."]
+    if metrics.get("left_out", {}).get("n"):
+        lo = metrics["left_out"]
+        lines += [f"Test pairs left out because some model could not score them: {lo['n']} (e.g. {', '.join(lo['ids'])})."]
+    lines += [""]
+    if "regions" in primary:
+        models = _models(primary)
+        lines += [
+            "## Knowledge regions (SCIENCE.md 2)",
+            "",
+            f"K_w/U_w: the weak supervisor is right/wrong; K_s/U_s: the reference strong model "
+            f"(`{primary['region_reference']}`) is right/wrong. Error rates with 95% intervals; cells under 10 "
+            "examples are flagged (small).",
+            "",
+        ]
+        rows = []
+        for cell in CELLS:
+            info = primary["regions"][cell]
+            flag = " (small)" if info["small"] else ""
+            rows.append([cell, f"{info['n']}{flag}"] + [fmt_interval(info["error"][m]) for m in models])
+        lines += _table(["cell", "n", *[f"err({m})" for m in models]], rows, [":---", "---:"] + ["---:"] * len(models))
+        lines += [""]
+    for rule in ("primary", "reference_free"):
+        if rule not in metrics:
+            continue
+        block = metrics[rule]
+        models = _models(block)
+        lines += [f"## Accuracy by objective and stratum ({rule})", ""]
+        rows = []
+        for obj, info in block["by_objective"].items():
+            rows.append([f"**{obj}**", "all", str(info["n"])] + [fmt_interval(info["accuracy"][m]) for m in models])
+            for stratum, sinfo in info["strata"].items():
+                rows.append(["", stratum, str(sinfo["n"])] + [fmt_interval(sinfo["accuracy"][m]) for m in models])
+        lines += _table(["objective", "stratum", "n", *models], rows, [":---", ":---", "---:"] + ["---:"] * len(models))
+        lines += [""]
+    lines += data_sections(metrics)
+    lines += ["## Runtime (s)", "", "| stage | seconds | cached |", "|:---|---:|:---|"]
     for stage, seconds in metrics.get("runtime_s", {}).items():
         lines.append(f"| {stage} | {seconds:.1f} | {'yes' if stage in metrics.get('cached_stages', []) else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def data_sections(metrics: dict) -> list[str]:
+    """Rows in, rows skipped, labels, truncation per stage (SCIENCE.md 7)."""
+    lines = []
+    data = metrics.get("data") or {}
+    if data:
+        src = data.get("source") or {}
+        lines += ["## Data", "", f"Splits: {data.get('rows')}. Malformed rows skipped: {src.get('invalid', 0)}"
+                  + (f" (e.g. {'; '.join(src['invalid_examples'][:3])})" if src.get("invalid_examples") else "")
+                  + f"; duplicates dropped: {src.get('duplicates', 0)}. max_length per model: {data.get('max_length')}.",
+                  ""]  # fmt: skip
+    labels = metrics.get("labels") or {}
+    if labels:
+        acc = labels.get("weak_label_accuracy")
+        lines += [f"Weak labels on w2s_train: agreement with ground truth {_fmt(acc)} (ties counted wrong); "
+                  f"{labels.get('weak_ties', 0)} ties and {labels.get('unscored', 0)} unscored pairs left out; the "
+                  f"student trained on {labels.get('labelled')} of {labels.get('rows')} pairs.", ""]  # fmt: skip
+    trunc = metrics.get("truncation") or {}
+    if trunc:
+        rows = [[stage, str(t.get("max_length")), str(t["rows"]), str(t["truncated"]), str(t["dropped"])]
+                for stage, t in trunc.items()]  # fmt: skip
+        lines += ["## Truncation (prompt cut from the left; a response is never cut)", ""]
+        lines += _table(["stage", "max_length", "rows", "truncated", "dropped"], rows, [":---"] + ["---:"] * 4) + [""]
+    return lines

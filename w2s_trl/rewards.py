@@ -40,33 +40,40 @@ class RewardSource:
 
     name = "reward"
 
-    def score(self, prompts: Sequence[Messages], completions: Sequence[Messages]) -> list[float]:
+    def score(self, prompts: Sequence[Messages], completions: Sequence[Messages], ids: Sequence[str] | None = None,
+              count=None) -> list[float | None]:  # fmt: skip
+        """One reward per (prompt, completion); None where the completion alone does not fit the model (the prompt
+        is cut from the left otherwise; `count`, a truncation.TruncationCount, records both)."""
         raise NotImplementedError
 
-    def __call__(self, prompts, completions, **columns) -> list[float]:
+    def __call__(self, prompts, completions, **columns) -> list[float | None]:
         return self.score([as_prompt(p) for p in prompts], [as_completion(c) for c in completions])
 
-    def score_pairs(self, rows: Sequence[dict]) -> tuple[list[float], list[float]]:
+    def score_pairs(self, rows: Sequence[dict], count=None) -> tuple[list[float | None], list[float | None]]:
         """r(x, chosen) and r(x, rejected) for preference rows, in one batched call."""
         prompts = [r["prompt"] for r in rows]
-        scores = self.score(prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows])
+        names = [str(r.get("id", i)) for i, r in enumerate(rows)]
+        ids = [f"{n}/chosen" for n in names] + [f"{n}/rejected" for n in names]
+        scores = self.score(prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], ids, count)
         return scores[: len(rows)], scores[len(rows) :]
 
 
 class RewardModelSource(RewardSource):
     name = "reward_model"
 
-    def __init__(self, spec: RewardModelSpec, model_path: str | None = None):
-        from w2s_trl.models import load_reward_model
+    def __init__(self, spec: RewardModelSpec, model_path: str | None = None, max_length: int | None = None):
+        from w2s_trl.models import load_reward_model, model_limit
 
         self.spec = spec
         self.model, self.tokenizer = load_reward_model(model_path or spec.model, spec.trust_remote_code)
+        # `auto` resolves from the data (pipeline); scored alone, the model's own limit
+        self.max_length = max_length or (spec.max_length if spec.max_length != "auto" else model_limit(self.model))
 
-    def score(self, prompts, completions):
+    def score(self, prompts, completions, ids=None, count=None):
         from w2s_trl.scoring import reward_scores
 
         return reward_scores(self.model, self.tokenizer, prompts, completions, self.spec.score_batch_size,
-                             self.spec.max_length, "reward model")  # fmt: skip
+                             self.max_length, "reward model", ids=ids, count=count)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -228,32 +235,42 @@ class DensityRatioSource(RewardSource):
             out.append(build_context(prompt, parts))
         return out
 
-    def side_logprobs(self, prompts, completions, side: str, domains=None) -> tuple[list[float], list[int]]:
+    def side_logprobs(self, prompts, completions, side: str, domains=None, ids=None, count=None):
+        """logp of each completion under one side; a context longer than the side's model allows loses its oldest
+        turns (the system text of c(x) is kept until last), never the completion."""
+        from w2s_trl.models import model_limit
         from w2s_trl.scoring import response_logprobs
 
         model, tok = (self.strong, self.strong_tok) if side == "strong" else (self.weak, self.weak_tok)
         with self.side_context[side]():
             contexts = self.contexts(prompts, side, domains)
-            return response_logprobs(model, tok, contexts, completions, self.spec.score_batch_size,
-                                     desc=f"density ratio ({side})", autocast_dtype=self.autocast)  # fmt: skip
+            return response_logprobs(model, tok, contexts, completions, self.spec.score_batch_size, ids=ids,
+                                     desc=f"density ratio ({side})", autocast_dtype=self.autocast,
+                                     max_length=model_limit(model), count=count)  # fmt: skip
 
-    def score(self, prompts, completions):
+    def score(self, prompts, completions, ids=None, count=None):
         domains = self.router.route(prompts)  # once: both sides see the same criteria and exemplars
-        s_sum, s_n = self.side_logprobs(prompts, completions, "strong", domains)
-        w_sum, w_n = self.side_logprobs(prompts, completions, "weak", domains)
+        s_sum, s_n = self.side_logprobs(prompts, completions, "strong", domains, ids, count)
+        w_sum, w_n = self.side_logprobs(prompts, completions, "weak", domains, ids)
         return density_ratio(s_sum, s_n, w_sum, w_n, self.spec.normalize)
 
 
 def density_ratio(s_sum: Sequence[float], s_n: Sequence[int], w_sum: Sequence[float], w_n: Sequence[int],
                   normalize: str) -> list[float]:  # fmt: skip
-    """r = logp_S - logp_W (sum), or each divided by its own response-token count (mean)."""
-    if normalize == "mean":
-        return [s / ns - w / nw for s, ns, w, nw in zip(s_sum, s_n, w_sum, w_n)]
-    return [s - w for s, w in zip(s_sum, w_sum)]
+    """r = logp_S - logp_W (sum), or each divided by its own response-token count (mean); None where either side
+    could not score the row."""
+    out = []
+    for s, ns, w, nw in zip(s_sum, s_n, w_sum, w_n):
+        if s is None or w is None:
+            out.append(None)
+        else:
+            out.append(s / ns - w / nw if normalize == "mean" else s - w)
+    return out
 
 
-def build_reward_source(spec: RewardSpec, model_path: str | None = None) -> RewardSource:
-    """A reward source from its specification; `model_path` replaces a reward model's weights (a trained weak RM)."""
+def build_reward_source(spec: RewardSpec, model_path: str | None = None, max_length: int | None = None) -> RewardSource:
+    """A reward source from its specification; `model_path` replaces a reward model's weights (a trained weak RM),
+    `max_length` its resolved token budget (`max_length: auto` resolved from the data)."""
     if isinstance(spec, DensityRatioSpec):
         return DensityRatioSource(spec)
-    return RewardModelSource(spec, model_path)
+    return RewardModelSource(spec, model_path, max_length)

@@ -5,7 +5,9 @@
 SOURCE is anything `data.source` takes: testbed:hh, a local JSONL/JSON/parquet file (TRL preference formats or
 Anthropic HH raw), a dataset folder or a hub id. --split: one of weak_train / w2s_train / test (the protocol split,
 by stable ids) or, for a hub dataset, the split to read. Prints and writes accuracy (ties count as wrong), the number
-of ties, the mean margin, and per-section accuracy when rows carry a section or category.
+of ties, the mean margin, and per-section accuracy with the macro average over sections when rows carry a section or
+category. A prompt longer than the reward model allows loses its oldest turns; a pair whose response alone does not fit
+is left out and counted.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def format_summary(summary: dict, section_key: str | None) -> str:
         lines.append(f"\n{section_key:<24} {'n':>6} {'accuracy':>9}")
         for name, info in summary["sections"].items():
             lines.append(f"{name:<24} {info['n']:>6} {info['accuracy']:>9.4f}")
-        lines.append(f"{'(weighted by count)':<24} {summary['n']:>6} {summary['section_weighted_accuracy']:>9.4f}")
+        lines.append(f"{'(macro average)':<24} {len(summary['sections']):>6} {summary['macro_accuracy']:>9.4f}")
     return "\n".join(lines)
 
 
@@ -65,21 +67,29 @@ def main(argv: list[str] | None = None) -> int:
         if not any(is_hub_spec(s) for s in reward_model_specs(spec)) and (a.data == "testbed:hh" or Path(a.data).exists()):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         protocol_split = a.split in SPLITS
-        rows = load_source(a.data, a.size, a.seed, ["helpful", "harmless"],
-                           hub_split=a.split if a.split and not protocol_split else "train")  # fmt: skip
+        loaded = load_source(a.data, a.size, a.seed, ["helpful", "harmless"],
+                             hub_split=a.split if a.split and not protocol_split else "train")  # fmt: skip
+        rows = loaded.rows
         if protocol_split:
-            rows = split_rows(rows, SplitFractions().model_dump(), {s: None for s in SPLITS})[a.split]
+            rows = split_rows(rows, SplitFractions().model_dump(), {s: None for s in SPLITS}, a.seed)[a.split]
         if a.limit:
             rows = rows[: a.limit]
         from w2s_trl.rewards import build_reward_source
+        from w2s_trl.truncation import TruncationCount
 
-        chosen, rejected = build_reward_source(spec).score_pairs(rows)
+        count = TruncationCount("score")
+        chosen, rejected = build_reward_source(spec).score_pairs(rows, count)
     except W2SError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    kept = [i for i in range(len(rows)) if chosen[i] is not None and rejected[i] is not None]
+    if len(kept) < len(rows):
+        print(f"left out {len(rows) - len(kept)} pairs whose response alone is longer than the model allows")
+    rows, chosen, rejected = [rows[i] for i in kept], [chosen[i] for i in kept], [rejected[i] for i in kept]
     section_key, sections = sections_of(rows)
     summary = pair_score_summary(chosen, rejected, sections)
-    summary.update(reward=str(a.reward), data=a.data, split=a.split, section_key=section_key)
+    summary.update(reward=str(a.reward), data=a.data, split=a.split, section_key=section_key,
+                   source=loaded.summary() | {"rows": len(loaded.rows)}, truncation=count.as_dict())  # fmt: skip
     print(format_summary(summary, section_key))
     if a.out:
         pairs = [{"id": r["id"], "chosen_score": c, "rejected_score": x} for r, c, x in zip(rows, chosen, rejected)]

@@ -88,8 +88,12 @@ def _common_prefix(seqs: list[list[int]]) -> int:
 def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
                       batch_size: int = 16, ids: Sequence[str] | None = None, desc: str = "scoring",
                       progress: bool | None = None, padding_side: str = "left", autocast_dtype=None,
-                      share_prefix: bool = True, min_shared: int = 16) -> tuple[list[float], list[int]]:  # fmt: skip
+                      share_prefix: bool = True, min_shared: int = 16, max_length: int | None = None,
+                      count=None) -> tuple[list[float | None], list[int | None]]:  # fmt: skip
     """Sum of response-token log-probs and response-token count, per row.
+
+    `max_length`: a prompt + response longer than this is scored with its prompt cut from the left (truncation.py);
+    a row whose response alone does not fit gets None for both (counted in `count`, a TruncationCount).
 
     Position ids come from the attention mask, so a row scores the same whatever its padding and batch.
     Two savings, both exact up to float rounding:
@@ -103,10 +107,9 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     """
     import torch
 
-    encoded = [
-        encode_prompt_response(tokenizer, p, r, f"example {ids[i] if ids else i}")
-        for i, (p, r) in enumerate(zip(prompts, responses))
-    ]
+    names = [str(ids[i]) if ids else str(i) for i in range(len(prompts))]
+    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=True)
+    encoded = [encode_prompt_response(tokenizer, prompts[i], responses[i], f"example {names[i]}") for i in kept]
     device = next(model.parameters()).device
     sums, counts = [0.0] * len(encoded), [0] * len(encoded)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -136,7 +139,34 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
             bar.update(len(batch))
     bar.close()
     model.train(was_training)
-    return sums, counts
+    return _spread(sums, kept, len(prompts)), _spread(counts, kept, len(prompts))
+
+
+def fit_prompts(tokenizer, prompts, responses, max_length: int | None, names, count, causal: bool):
+    """Prompts cut from the left so that each (prompt, response) fits `max_length` tokens, and the indices of the
+    rows that fit (a response alone too long is dropped). No `max_length`: everything, unchanged."""
+    if max_length is None:
+        return list(prompts), list(range(len(prompts)))
+    from w2s_trl.truncation import LeftCutter, causal_length, fit_prompt, reward_length
+
+    length_of = (causal_length if causal else reward_length)(tokenizer)
+    cutter, out, kept = LeftCutter(tokenizer), [], []
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        fitted, truncated = fit_prompt(length_of, cutter, prompt, [response], max_length)
+        if count is not None:
+            count.add(names[i], truncated, fitted is None)
+        out.append(fitted)
+        if fitted is not None:
+            kept.append(i)
+    return out, kept
+
+
+def _spread(values, kept, n):
+    """Values of the kept rows back in place among `n`, None where a row was dropped."""
+    out = [None] * n
+    for i, value in zip(kept, values):
+        out[i] = value
+    return out
 
 
 def _prefix_batches(encoded, batch_size: int, min_shared: int) -> list[list[int]]:
@@ -372,12 +402,17 @@ def _target_logprobs(logits, targets, rows_per_block: int = 64):
 
 def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
                   batch_size: int = 32, max_length: int = 256, desc: str = "reward",
-                  progress: bool | None = None) -> list[float]:  # fmt: skip
-    """r(x, y) of a sequence-classification reward model for each (prompt, response)."""
+                  progress: bool | None = None, ids: Sequence[str] | None = None,
+                  count=None) -> list[float | None]:  # fmt: skip
+    """r(x, y) of a sequence-classification reward model for each (prompt, response). A text longer than
+    `max_length` loses the start of its prompt, never its response (truncation.py); a response alone too long gets
+    None (counted in `count`)."""
     import torch
 
-    texts = [reward_text(tokenizer, p + r) for p, r in zip(prompts, responses)]
-    encoded = [tokenizer(t, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    names = [str(ids[i]) if ids else str(i) for i in range(len(prompts))]
+    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=False)
+    texts = [reward_text(tokenizer, prompts[i] + responses[i]) for i in kept]
+    encoded = [tokenizer(t)["input_ids"] for t in texts]
     device = next(model.parameters()).device
     out = [0.0] * len(texts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -393,4 +428,4 @@ def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequ
             bar.update(len(batch))
     bar.close()
     model.train(was_training)
-    return out
+    return _spread(out, kept, len(prompts))

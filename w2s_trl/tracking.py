@@ -40,20 +40,46 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str) -> 
     return os.environ.get("WANDB_MODE", "online")
 
 
+def flat_metrics(metrics: dict) -> dict[str, float]:
+    """metrics.json as flat W&B summary keys: every value with its interval (`.../low`, `.../high`)."""
+    flat: dict[str, float] = {"n_test": metrics["n_test"], "weak_ties": metrics.get("weak_ties", 0)}
+
+    def put(key: str, stat: dict | None) -> None:
+        if stat and stat.get("value") is not None:
+            flat[key] = stat["value"]
+            if stat.get("ci"):
+                flat[f"{key}/low"], flat[f"{key}/high"] = stat["ci"]
+
+    for rule in ("primary", "reference_free"):
+        block = metrics.get(rule)
+        if not block:
+            continue
+        for model, stat in block["accuracy"].items():
+            put(f"{rule}/accuracy/{model}", stat)
+        for name, stat in block["differences"].items():
+            put(f"{rule}/difference/{name}", stat)
+        put(f"{rule}/pgr", block.get("pgr"))
+        for cell, info in block.get("regions", {}).items():
+            flat[f"{rule}/regions/{cell}/n"] = info["n"]
+            for model, stat in info["error"].items():
+                put(f"{rule}/regions/{cell}/error_{model}", stat)
+        for obj, info in block["by_objective"].items():
+            for model, stat in info["accuracy"].items():
+                put(f"{rule}/{obj}/accuracy/{model}", stat)
+            for stratum, sinfo in info["strata"].items():
+                for model, stat in sinfo["accuracy"].items():
+                    put(f"{rule}/{obj}/{stratum}/accuracy/{model}", stat)
+    return flat
+
+
 def log_summary(tracking: TrackingSection, run_name: str, metrics: dict) -> None:
-    """One W&B run holding the final metrics (accuracies, PGR, region error rates) as its summary."""
+    """One W&B run holding the final metrics (accuracies, differences, PGR, cells, per objective and stratum, each
+    with its interval) as its summary, and the flags as text."""
     if "wandb" not in tracking.report_to:
         return
     import wandb
 
-    flat = {}
-    for key, value in metrics["accuracy"].items():
-        flat[f"accuracy/{key}"] = value
-    flat["pgr"] = metrics["pgr"]
-    for cell, info in metrics["regions"].items():
-        flat[f"regions/{cell}/n"] = info["n"]
-        for model, err in info["error"].items():
-            flat[f"regions/{cell}/error_{model}"] = err
     run = wandb.init(name=f"{run_name}/summary", job_type="evaluate", reinit="finish_previous")
-    run.summary.update({k: v for k, v in flat.items() if v is not None})
+    run.summary.update(flat_metrics(metrics))
+    run.summary["flags"] = "\n".join(metrics.get("flags", [])) or "none"
     run.finish()

@@ -19,6 +19,14 @@ def build_trl_config(kind: str, args: dict[str, Any], output_dir: str, seed: int
     )
 
 
+def check_nothing_dropped(trainer, expected: int, stage: str) -> None:
+    """TRL filters rows longer than max_length without a word; w2s-trl cuts them first, so a difference is a bug."""
+    got = len(trainer.train_dataset)
+    if got != expected:
+        raise RuntimeError(f"{stage}: TRL kept {got} of {expected} training rows after w2s-trl fitted them to "
+                           "max_length; this is a w2s-trl bug (please report it with the recipe)")
+
+
 def finish_tracking() -> None:
     """Close the W&B run a trainer opened, so the next stage logs into its own run."""
     import sys

@@ -1,35 +1,56 @@
-"""Stage `weak`: train the weak reward model on `weak_train` ground truth with `trl.RewardTrainer`."""
+"""Stage `weak`: train the weak reward model on `weak_train` ground truth with `trl.RewardTrainer`.
+
+Rows are cut to `max_length` before TRL sees them (prompt from the left, never the response: truncation.py), so
+RewardTrainer's own length filter, which drops longer rows silently, never fires; a row whose response alone is too
+long is dropped and counted."""
 
 from __future__ import annotations
 
 from w2s_trl.recipe import RewardModelSpec
 from w2s_trl.rundir import StageWork
 from w2s_trl.scoring import reward_text
+from w2s_trl.truncation import LeftCutter, TruncationCount, fit_prompt, reward_length
 
 
-def reward_training_rows(tokenizer, rows: list[dict]) -> list[dict]:
-    """Implicit-prompt text pairs, rendered exactly as `scoring.reward_scores` renders them."""
-    return [
-        {"chosen": reward_text(tokenizer, r["prompt"] + r["chosen"]), "rejected": reward_text(tokenizer, r["prompt"] + r["rejected"])}
-        for r in rows
-    ]
+def reward_training_rows(tokenizer, rows: list[dict], max_length: int | None = None,
+                         count: TruncationCount | None = None) -> list[dict]:  # fmt: skip
+    """Implicit-prompt text pairs, rendered and cut exactly as `scoring.reward_scores` renders and cuts them (each
+    text on its own: the reward model scores each response on its own)."""
+    length_of, cutter = reward_length(tokenizer), LeftCutter(tokenizer)
+    out = []
+    for r in rows:
+        texts, truncated = {}, False
+        for side in ("chosen", "rejected"):
+            prompt = r["prompt"]
+            if max_length is not None:
+                prompt, cut = fit_prompt(length_of, cutter, r["prompt"], [r[side]], max_length)
+                truncated |= cut
+            texts[side] = None if prompt is None else reward_text(tokenizer, prompt + r[side])
+        dropped = None in texts.values()
+        if count is not None:
+            count.add(r["id"], truncated, dropped)
+        if not dropped:
+            out.append(texts)
+    return out
 
 
 def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork, seed: int, report_to: list[str],
-                       run_name: str) -> dict:  # fmt: skip
+                       run_name: str, max_length: int) -> dict:  # fmt: skip
     """Train, save to `work.out/model`, and return what stage.json should record."""
     from datasets import Dataset
     from transformers import set_seed
     from trl import RewardTrainer
 
     from w2s_trl.models import load_reward_model
-    from w2s_trl.trainer_args import build_trl_config, run_training
+    from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped, run_training
 
     set_seed(seed)  # the new reward head is initialised at load time
     model, tok = load_reward_model(spec.model, spec.trust_remote_code)
-    args = {"max_length": spec.max_length, **spec.train}
-    config = build_trl_config("reward", args, str(work.checkpoints), seed, report_to, run_name)
-    trainer = RewardTrainer(
-        model=model, args=config, train_dataset=Dataset.from_list(reward_training_rows(tok, rows)), processing_class=tok
-    )
-    return run_training(trainer, work, "model", run_name)
+    count = TruncationCount("weak (reward-model training rows)", max_length)
+    pairs = reward_training_rows(tok, rows, max_length, count)
+    count.report()
+    config = build_trl_config("reward", {**spec.train, "max_length": max_length}, str(work.checkpoints), seed,
+                              report_to, run_name)  # fmt: skip
+    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    check_nothing_dropped(trainer, len(pairs), "weak")
+    return {**run_training(trainer, work, "model", run_name), "truncation": count.as_dict()}
