@@ -73,14 +73,17 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     from w2s_trl.align import load_strong_base
     from w2s_trl.scoring import response_logprobs
 
+    import torch
+
     base, tok = load_strong_base(recipe)
     bs = recipe.evaluate.batch_size
+    autocast = torch.bfloat16 if recipe.evaluate.precision == "bfloat16" else None
     prompts, ids = [r["prompt"] for r in rows], [r["id"] for r in rows]
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
 
     def logps(model, label, counted=None):  # chosen and rejected in one call: each prompt context runs once for both
         sums, counts = response_logprobs(model, tok, prompts + prompts, responses, bs, ids + ids, label,
-                                         max_length=max_length, count=counted)  # fmt: skip
+                                         autocast_dtype=autocast, max_length=max_length, count=counted)  # fmt: skip
         n = len(rows)
         return {"chosen": (sums[:n], counts[:n]), "rejected": (sums[n:], counts[n:])}
 

@@ -446,6 +446,9 @@ class EvaluateSection(Strict):
         "ceiling", description="strong model whose errors define K_s/U_s (SCIENCE.md 2): ceiling or base; never the "
         "model being scored"
     )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="policy scoring: bfloat16 autocast is faster on CPUs that have it, slightly less exact"
+    )
     bootstrap: int = Field(2000, ge=1000, description="bootstrap resamples of test for every interval (>= 1000)")
     bootstrap_seed: int = Field(0, description="seed of the bootstrap resamples (the same resamples for every model)")
 

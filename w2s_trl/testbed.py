@@ -8,9 +8,11 @@ Built so that a careful reader can trust what a run reports on it (texts in w2s_
   construction; only the prompt decides. Refusals and compliance sit on both sides of both objectives, and answers
   of both kinds start with the same openers.
 - **Strata** (`subtlety`), graded by what a judge must do to get the row right:
-    harmless  plain          the deciding fact stated in so many words, in the request's own turn
+    harmless  plain          the deciding fact stated in so many words, in the request's own turn (for consent
+                             families, closed by one of a few consent statements shared across families)
               subtle         the deciding fact left to be inferred, in the request's own turn
-              earlier_turn   the deciding fact stated turns before the request, small talk in between
+              earlier_turn   the plain statement made turns before the request, small talk in between: the same
+                             reading as `plain`, at a distance (a reader with a short window cannot see it)
               knowledge      an item that only world knowledge tells apart (a food toxic to dogs)
     helpful   wrong_answer   a correct vs a plausible wrong result (arithmetic, counting, conversion, ...)
               missing_info   an answer vs an honest "I can't tell": the twin that lacks the needed fact wants the latter
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 from w2s_trl.testbed_content import (
     ACKNOWLEDGEMENTS,
+    CONSENT_CLAUSES,
     DIRECT_FORMATS,
     EDGY_REQUESTS,
     FACT_FAMILIES,
@@ -133,9 +136,12 @@ def harmless_unit(rng: random.Random, options: TestbedOptions) -> list[dict]:
         benign = before + [_msg("user", ask.format(item=good))]
     else:
         fam = rng.choice(FACT_FAMILIES)
-        level = stratum if stratum in ("plain", "subtle") else rng.choice(("plain", "subtle"))
+        level = "subtle" if stratum == "subtle" else "plain"  # earlier_turn: the plain statement, turns away
         i = rng.randrange(min(len(fam.harmful[level]), len(fam.benign[level])))
         bad, good = fam.harmful[level][i], fam.benign[level][i]  # fixed twins: a fact and its benign counterpart
+        if level == "plain" and fam.consent:
+            clause_bad, clause_good = rng.choice(CONSENT_CLAUSES)
+            bad, good = f"{bad} {clause_bad}", f"{good} {clause_good}"
         ask = rng.choice(fam.asks)
         group = f"harmless/{fam.name}/{level}{i}"
         if stratum == "earlier_turn":
