@@ -124,6 +124,8 @@ def test_malformed_rows_are_skipped_counted_and_named(tmp_path, capsys):
     assert len(loaded.rows) == 20 and loaded.invalid == len(MALFORMED) and loaded.duplicates == 1
     assert loaded.invalid_examples[0].startswith("row 10: chosen and rejected transcripts differ before the final")
     assert [e.split(":")[0] for e in loaded.invalid_examples] == [f"row {i}" for i in range(10, 15)]  # five named
+    assert loaded.invalid_examples[1] == ("row 11: missing field 'rejected' (fields present: chosen); a preference row "
+                                          "needs prompt/chosen/rejected, or chosen/rejected transcripts")  # fmt: skip
     assert "skipped 6 malformed rows" in capsys.readouterr().out
     with pytest.raises(DataError, match=r"mixed.jsonl row 10: chosen and rejected transcripts differ"):
         load_source(str(path), 0, 0, [], on_invalid="error")

@@ -79,7 +79,11 @@ def normalize_record(record: dict, where: str, hub_objective: str = "harmless") 
     malformed record raises a DataError that names it."""
     try:
         return _normalize(record, where, hub_objective)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except KeyError as e:
+        keys = ", ".join(sorted(map(str, record))) if isinstance(record, dict) else type(record).__name__
+        raise DataError(f"{where}: missing field {e} (fields present: {keys}); a preference row needs prompt/chosen/"
+                        "rejected, or chosen/rejected transcripts") from None  # fmt: skip
+    except (TypeError, ValueError, AttributeError) as e:
         raise DataError(f"{where}: malformed record ({type(e).__name__}: {e})") from None
 
 

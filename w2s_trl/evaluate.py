@@ -200,7 +200,7 @@ def flags(metrics: dict) -> list[str]:
                    f"{_ci(diff)}): this run cannot tell whether training on ground truth helped at all.")  # fmt: skip
     p = primary.get("pgr")
     if p is not None and p["value"] is None:
-        out.append(f"PGR is undefined: {p['note']}.")
+        out.append(f"PGR is {p['note']}.")
     elif p is not None and p["ci"] and p["ci"][1] - p["ci"][0] > 1:
         out.append(f"The PGR interval {_ci(p)} is wider than 1: this run cannot tell how much of the weak-strong gap "
                    "the student recovered.")  # fmt: skip
