@@ -121,10 +121,10 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
             resolved[name] = min(p95, limit) if limit else p95
         else:
             resolved[name] = setting
-        full = lengths[name][split]["full"]
+        full, prompt, response = (lengths[name][split][part] for part in ("full", "prompt", "response"))
         print(f"[w2s-trl] data: {name} tokenizer, {split} prompt+response tokens p50 {full['p50']} p95 {full['p95']} "
-              f"max {full['max']} (prompt p95 {lengths[name][split]['prompt']['p95']}); max_length {setting} -> "
-              f"{resolved[name]} (model limit {limit})", flush=True)  # fmt: skip
+              f"max {full['max']} (prompt p95 {prompt['p95']}, response p95 {response['p95']} max {response['max']}); "
+              f"max_length {setting} -> {resolved[name]} (model limit {limit})", flush=True)  # fmt: skip
     return lengths, resolved
 
 
