@@ -155,3 +155,16 @@ def test_a_wide_pgr_interval_is_flagged():
     lo, hi = metrics["primary"]["pgr"]["ci"]
     assert hi - lo > 1
     assert any("wider than 1" in f for f in metrics["flags"])
+
+
+def test_report_tables_per_objective_only_when_rows_have_one():
+    from w2s_trl.report import render_report
+
+    margins = {"primary": {"weak": [1, -1, 1], "student": [1, 1, 1], "ceiling": [1, 1, -1]}}
+    with_objective, _ = summarize(_rows(3, 0), margins, "ceiling", resamples=1000)
+    text = render_report("r", with_objective)
+    assert "## Accuracy by objective and stratum (primary)" in text and "| **harmless** | all | 3 |" in text
+    assert "|  | plain | 1 |" in text
+    hh_file = [{"id": f"r{i}", "objective": "unknown", "subtlety": "unknown"} for i in range(3)]  # e.g. an HH file
+    without, _ = summarize(hh_file, margins, "ceiling", resamples=1000)
+    assert "Accuracy by objective" not in render_report("r", without)

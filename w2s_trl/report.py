@@ -108,10 +108,14 @@ def render_report(run_name: str, metrics: dict) -> str:
             continue
         block = metrics[rule]
         models = _models(block)
+        if list(block["by_objective"]) == ["unknown"]:  # rows without objective (e.g. an HH file): the headline again
+            continue
         lines += [f"## Accuracy by objective and stratum ({rule})", ""]
         rows = []
         for obj, info in block["by_objective"].items():
             rows.append([f"**{obj}**", "all", str(info["n"])] + [fmt_interval(info["accuracy"][m]) for m in models])
+            if list(info["strata"]) == ["unknown"]:
+                continue
             for stratum, sinfo in info["strata"].items():
                 rows.append(["", stratum, str(sinfo["n"])] + [fmt_interval(sinfo["accuracy"][m]) for m in models])
         lines += _table(["objective", "stratum", "n", *models], rows, [":---", ":---", "---:"] + ["---:"] * len(models))
