@@ -168,3 +168,18 @@ def test_report_tables_per_objective_only_when_rows_have_one():
     hh_file = [{"id": f"r{i}", "objective": "unknown", "subtlety": "unknown"} for i in range(3)]  # e.g. an HH file
     without, _ = summarize(hh_file, margins, "ceiling", resamples=1000)
     assert "Accuracy by objective" not in render_report("r", without)
+
+
+def test_base_as_region_reference_under_dpo_comes_from_the_reference_free_block():
+    # DPO: base is scored reference-free only; its correctness still defines K_s/U_s for the primary block.
+    margins = {"primary": {"weak": [1, 1, -1, -1], "student": [1, -1, 1, -1]},
+               "reference_free": {"weak": [1, 1, -1, -1], "base": [1, -1, 1, -1], "student": [-1, -1, -1, 1]}}  # fmt: skip
+    metrics, _ = summarize(_rows(4, 0), margins, "base", resamples=1000)
+    cells = metrics["primary"]["regions"]
+    assert {c: v["n"] for c, v in cells.items()} == {"K_w&K_s": 1, "K_w&U_s": 1, "U_w&K_s": 1, "U_w&U_s": 1}
+    # the primary block's student (right on pairs 0 and 2) is right exactly where base is: no error in K_s cells
+    assert cells["K_w&K_s"]["error"]["student"]["value"] == 0.0 and cells["U_w&K_s"]["error"]["student"]["value"] == 0.0
+    assert cells["K_w&U_s"]["error"]["student"]["value"] == 1.0
+    assert (metrics["primary"]["region_reference"], metrics["primary"]["region_reference_rule"]) == ("base", "reference_free")
+    with pytest.raises(ValueError, match="region reference 'ceiling' was not scored"):
+        summarize(_rows(4, 0), margins, "ceiling", resamples=1000)

@@ -132,9 +132,12 @@ def scoreable(margins_by_rule: dict[str, dict[str, list]]) -> list[int]:
 # Summaries with intervals (pure: tested by value)
 
 
-def score_block(rows: list[dict], margins: dict[str, list[float]], idx: np.ndarray, reference: str | None) -> dict:
+def score_block(rows: list[dict], margins: dict[str, list[float]], idx: np.ndarray,
+                reference: tuple[str, str, np.ndarray] | None) -> dict:  # fmt: skip
     """Accuracies, differences, PGR, cells and per-objective / per-stratum accuracies under one scoring rule, each
-    with its paired bootstrap interval (`idx`: the resamples, the same for every model)."""
+    with its paired bootstrap interval (`idx`: the resamples, the same for every model). `reference`: (name, rule it
+    was scored by, its per-pair correctness), which defines K_s/U_s; it may come from another rule's block (the base
+    under DPO is scored reference-free only)."""
     models = [m for m in MODEL_ORDER if m in margins] + [m for m in margins if m not in MODEL_ORDER]
     correct = {m: pair_correct(margins[m]) for m in models}
     samples = {m: resampled_mean(correct[m], idx) for m in models}
@@ -147,16 +150,17 @@ def score_block(rows: list[dict], margins: dict[str, list[float]], idx: np.ndarr
         v, note = pgr(value["student"], value["weak"], value["ceiling"])
         block["pgr"] = {**interval(v, pgr_samples(samples["student"], samples["weak"], samples["ceiling"])),
                         "note": note}  # fmt: skip
-    if reference is not None and reference in correct and "weak" in correct:
-        block["regions"] = regions_with_intervals(correct, reference, idx)
-        block["region_reference"] = reference
+    if reference is not None and "weak" in correct:
+        name, rule, ref_correct = reference
+        block["regions"] = regions_with_intervals(correct, ref_correct, idx)
+        block["region_reference"], block["region_reference_rule"] = name, rule
     block["by_objective"] = by_group(rows, correct, idx)
     return block
 
 
-def regions_with_intervals(correct: dict[str, np.ndarray], reference: str, idx: np.ndarray) -> dict:
-    cells = knowledge_regions(correct["weak"], correct[reference], correct)
-    w, s = correct["weak"], correct[reference]
+def regions_with_intervals(correct: dict[str, np.ndarray], ref_correct: np.ndarray, idx: np.ndarray) -> dict:
+    cells = knowledge_regions(correct["weak"], ref_correct, correct)
+    w, s = correct["weak"], ref_correct
     masks = {"K_w&K_s": w & s, "K_w&U_s": w & ~s, "U_w&K_s": ~w & s, "U_w&U_s": ~w & ~s}
     for cell in CELLS:
         info = cells[cell]
@@ -232,8 +236,15 @@ def summarize(rows: list[dict], margins_by_rule: dict[str, dict[str, list]], ref
         "bootstrap": {"resamples": resamples, "seed": seed, "level": 0.95, "paired": True},
         "weak_ties": int(sum(1 for m in margins_by_rule["primary"]["weak"] if m == 0)),
     }
+    ref = None
+    if reference is not None:
+        rule = next((r for r in ("primary", "reference_free") if reference in margins_by_rule.get(r, {})), None)
+        if rule is None:
+            raise ValueError(f"region reference {reference!r} was not scored (models: "
+                             f"{sorted(set().union(*map(set, margins_by_rule.values())))})")  # fmt: skip
+        ref = (reference, rule, pair_correct(margins_by_rule[rule][reference]))
     for rule, margins in margins_by_rule.items():
-        metrics[rule] = score_block(rows, margins, idx, reference if rule == "primary" else None)
+        metrics[rule] = score_block(rows, margins, idx, ref if rule == "primary" else None)
     metrics["flags"] = flags(metrics)
     predictions = []
     for i, row in enumerate(rows):

@@ -59,6 +59,11 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _scored_by(block: dict) -> str:
+    rule = block.get("region_reference_rule", "primary")
+    return "" if rule == "primary" else f", scored by the {RULES[rule].split(',')[0]}"
+
+
 def render_report(run_name: str, metrics: dict) -> str:
     primary = metrics["primary"]
     b = metrics["bootstrap"]
@@ -92,7 +97,8 @@ def render_report(run_name: str, metrics: dict) -> str:
             "## Knowledge regions (SCIENCE.md 2)",
             "",
             f"K_w/U_w: the weak supervisor is right/wrong; K_s/U_s: the reference strong model "
-            f"(`{primary['region_reference']}`) is right/wrong. Error rates with 95% intervals; cells under 10 "
+            f"(`{primary['region_reference']}`{_scored_by(primary)}) is right/wrong. Error rates with 95% intervals; "
+            "cells under 10 "
             "examples are flagged (small).",
             "",
         ]
