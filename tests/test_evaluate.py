@@ -183,3 +183,17 @@ def test_base_as_region_reference_under_dpo_comes_from_the_reference_free_block(
     assert (metrics["primary"]["region_reference"], metrics["primary"]["region_reference_rule"]) == ("base", "reference_free")
     with pytest.raises(ValueError, match="region reference 'ceiling' was not scored"):
         summarize(_rows(4, 0), margins, "ceiling", resamples=1000)
+
+
+def test_flags_for_an_inverted_weak_supervisor_a_missing_base_and_the_reference_free_pgr():
+    rows = _rows(20, 0)
+    inverted = [-1] * 18 + [1] * 2  # weak right on 2 of 20
+    margins = {"primary": {"weak": inverted, "student": [1] * 20, "ceiling": [1] * 20}}
+    text = " ".join(summarize(rows, margins, None, resamples=1000)[0]["flags"])
+    assert "lies below 0.5: it is worse than chance" in text and "not distinguishable" not in text
+    assert "base model was not scored" in text
+    # DPO: the reference-free block has its own PGR; undefined there, flagged there
+    margins["reference_free"] = {"weak": inverted, "base": [-1] * 20, "student": [1] * 20, "ceiling": [-1] * 20}
+    text = " ".join(summarize(rows, margins, None, resamples=1000)[0]["flags"])
+    assert "PGR (reference-free scoring) is undefined" in text and "base model was not scored" not in text
+    assert "ceiling does not beat base beyond its interval (reference-free scoring)" in text

@@ -151,3 +151,28 @@ def test_scoring_cuts_the_prompt_not_the_response(tiny_rm, tiny_lm):
     sums, counts = response_logprobs(lm, ltok, [long_prompt, short_prompt], [good, good], max_length=64)
     assert counts[0] == counts[1]  # every response token is scored even when the prompt is cut
     assert sums[0] != pytest.approx(sums[1])  # ... in a context that still holds the end of the long prompt
+
+
+def test_both_sides_of_a_pair_are_scored_with_one_cut_prompt(tiny_rm, tiny_lm):
+    """A short and a long response: cut alone, the short side would keep more history than the long side, and the
+    pair's margin would compare contexts. With partners both sides get the prompt that fits the longer one."""
+    from w2s_trl.scoring import response_logprobs, reward_scores
+
+    prompt = []
+    for i in range(6):
+        prompt += [user(f"turn {i}: we talked about the garden and the weather for a while"), assistant("Lovely.")]
+    prompt.append(user("Which one should I pick?"))
+    short, long = [assistant("The red one.")], [assistant("The blue one, " + "because it lasts longer " * 6)]
+    for (model, tok), length_of, score in (
+        (tiny_rm, reward_length(tiny_rm[1]), lambda *a, **k: reward_scores(*a, **k)),
+        (tiny_lm, causal_length(tiny_lm[1]), lambda *a, **k: response_logprobs(*a, **k)[0]),
+    ):
+        budget = length_of(prompt + long) - 20
+        alone, _ = fit_prompt(length_of, LeftCutter(tok), prompt, [short], budget)
+        paired, _ = fit_prompt(length_of, LeftCutter(tok), prompt, [short, long], budget)
+        assert len(alone) > len(paired)  # the setting bites: cut alone, the short side keeps more turns
+        got = score(model, tok, [prompt, prompt], [short, long], max_length=budget, partners=[long, short])
+        want = score(model, tok, [paired, paired], [short, long], max_length=budget)
+        assert got == pytest.approx(want)
+        unpaired = score(model, tok, [prompt, prompt], [short, long], max_length=budget)
+        assert unpaired[0] != pytest.approx(want[0]) and unpaired[1] == pytest.approx(want[1])

@@ -80,10 +80,12 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     autocast = torch.bfloat16 if recipe.evaluate.precision == "bfloat16" else None
     prompts, ids = [r["prompt"] for r in rows], [r["id"] for r in rows]
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    partners = responses[len(rows) :] + responses[: len(rows)]  # both sides of a pair get the same cut prompt
 
     def logps(model, label, counted=None):  # chosen and rejected in one call: each prompt context runs once for both
         sums, counts = response_logprobs(model, tok, prompts + prompts, responses, bs, ids + ids, label,
-                                         autocast_dtype=autocast, max_length=max_length, count=counted)  # fmt: skip
+                                         autocast_dtype=autocast, max_length=max_length, count=counted,
+                                         partners=partners)  # fmt: skip
         n = len(rows)
         return {"chosen": (sums[:n], counts[:n]), "rejected": (sums[n:], counts[n:])}
 
@@ -193,28 +195,41 @@ def flags(metrics: dict) -> list[str]:
     out = []
     primary = metrics["primary"]
     weak = primary["accuracy"].get("weak")
-    if weak and weak["ci"] and weak["ci"][0] <= 0.5:
-        where = "lies below" if weak["ci"][1] < 0.5 else "includes"
-        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) {where} 0.5: it is not "
+    if weak and weak["ci"] and weak["ci"][1] < 0.5:
+        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) lies below 0.5: it is "
+                   "worse than chance, its labels systematically inverted on test.")  # fmt: skip
+    elif weak and weak["ci"] and weak["ci"][0] <= 0.5:
+        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) includes 0.5: it is not "
                    "distinguishable from chance, so its labels carry no signal this run can rely on.")  # fmt: skip
-    with_base = metrics.get("reference_free", primary)
-    diff = with_base["differences"].get("ceiling-base")
+    rule = "reference_free" if "reference_free" in metrics else "primary"
+    diff = metrics[rule]["differences"].get("ceiling-base")
+    named = f" ({RULE_NAMES[rule]})" if "reference_free" in metrics else ""
     if diff and diff["ci"] and diff["ci"][0] <= 0:
-        out.append(f"The ceiling does not beat base beyond its interval (ceiling - base = {diff['value']:+.3f}, 95% CI "
-                   f"{_ci(diff)}): this run cannot tell whether training on ground truth helped at all.")  # fmt: skip
-    p = primary.get("pgr")
-    if p is not None and p["value"] is None:
-        out.append(f"PGR is {p['note']}.")
-    elif p is not None and p["ci"] and p["ci"][1] - p["ci"][0] > 1:
-        out.append(f"The PGR interval {_ci(p)} is wider than 1: this run cannot tell how much of the weak-strong gap "
-                   "the student recovered.")  # fmt: skip
-    if p is not None and p.get("dropped_resamples"):
-        out.append(f"PGR was undefined in {p['dropped_resamples']:.1%} of the bootstrap resamples (ceiling not above "
-                   "weak there); they are left out of its interval.")  # fmt: skip
+        out.append(f"The ceiling does not beat base beyond its interval{named} (ceiling - base = {diff['value']:+.3f}, "
+                   f"95% CI {_ci(diff)}): this run cannot tell whether training on ground truth helped at all.")  # fmt: skip
+    elif diff is None and "ceiling" in primary["accuracy"]:
+        out.append("The base model was not scored (evaluate.base: false): this run cannot tell whether the ceiling "
+                   "beats the strong model before alignment.")  # fmt: skip
+    for rule in ("primary", "reference_free"):
+        p = metrics.get(rule, {}).get("pgr")
+        if p is None:
+            continue
+        named = f" ({RULE_NAMES[rule]})" if rule != "primary" else ""
+        if p["value"] is None:
+            out.append(f"PGR{named} is {p['note']}.")
+        elif p["ci"] and p["ci"][1] - p["ci"][0] > 1:
+            out.append(f"The PGR{named} interval {_ci(p)} is wider than 1: this run cannot tell how much of the "
+                       "weak-strong gap the student recovered.")  # fmt: skip
+        if p.get("dropped_resamples"):
+            out.append(f"PGR{named} was undefined in {p['dropped_resamples']:.1%} of the bootstrap resamples (ceiling "
+                       "not above weak there); they are left out of its interval.")  # fmt: skip
     small = [c for c, info in primary.get("regions", {}).items() if info["small"]]
     if small:
         out.append(f"Cells with fewer than {SMALL_CELL} examples: {', '.join(small)}; their error rates are unstable.")
     return out
+
+
+RULE_NAMES = {"primary": "the trainer's own scoring rule", "reference_free": "reference-free scoring"}
 
 
 def _ci(stat: dict) -> str:

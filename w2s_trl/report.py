@@ -154,5 +154,7 @@ def data_sections(metrics: dict) -> list[str]:
         rows = [[stage, str(t.get("max_length")), str(t["rows"]), str(t["truncated"]), str(t["dropped"])]
                 for stage, t in trunc.items()]  # fmt: skip
         lines += ["## Truncation (prompt cut from the left; a response is never cut)", ""]
-        lines += _table(["stage", "max_length", "rows", "truncated", "dropped"], rows, [":---"] + ["---:"] * 4) + [""]
+        lines += _table(["stage", "max_length", "rows", "truncated", "dropped"], rows, [":---"] + ["---:"] * 4)
+        lines += ["", "Rows are pairs for training stages and responses (two a pair) for scoring stages; a pair's two "
+                  "responses are scored with one cut prompt and dropped together.", ""]
     return lines

@@ -41,9 +41,10 @@ class RewardSource:
     name = "reward"
 
     def score(self, prompts: Sequence[Messages], completions: Sequence[Messages], ids: Sequence[str] | None = None,
-              count=None) -> list[float | None]:  # fmt: skip
+              count=None, partners: Sequence[Messages] | None = None) -> list[float | None]:  # fmt: skip
         """One reward per (prompt, completion); None where the completion alone does not fit the model (the prompt
-        is cut from the left otherwise; `count`, a truncation.TruncationCount, records both)."""
+        is cut from the left otherwise; `count`, a truncation.TruncationCount, records both). `partners`: per row,
+        the other response of its pair; the prompt is then cut so that both fit (one prompt for both sides)."""
         raise NotImplementedError
 
     def __call__(self, prompts, completions, **columns) -> list[float | None]:
@@ -54,7 +55,9 @@ class RewardSource:
         prompts = [r["prompt"] for r in rows]
         names = [str(r.get("id", i)) for i, r in enumerate(rows)]
         ids = [f"{n}/chosen" for n in names] + [f"{n}/rejected" for n in names]
-        scores = self.score(prompts + prompts, [r["chosen"] for r in rows] + [r["rejected"] for r in rows], ids, count)
+        chosen, rejected = [r["chosen"] for r in rows], [r["rejected"] for r in rows]
+        # partners: a pair's two sides are cut to one prompt, so its margin compares responses, not contexts
+        scores = self.score(prompts + prompts, chosen + rejected, ids, count, partners=rejected + chosen)
         return scores[: len(rows)], scores[len(rows) :]
 
 
@@ -69,11 +72,11 @@ class RewardModelSource(RewardSource):
         # `auto` resolves from the data (pipeline); scored alone, the model's own limit
         self.max_length = max_length or (spec.max_length if spec.max_length != "auto" else model_limit(self.model))
 
-    def score(self, prompts, completions, ids=None, count=None):
+    def score(self, prompts, completions, ids=None, count=None, partners=None):
         from w2s_trl.scoring import reward_scores
 
         return reward_scores(self.model, self.tokenizer, prompts, completions, self.spec.score_batch_size,
-                             self.max_length, "reward model", ids=ids, count=count)  # fmt: skip
+                             self.max_length, "reward model", ids=ids, count=count, partners=partners)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class DensityRatioSource(RewardSource):
             out.append(build_context(prompt, parts))
         return out
 
-    def side_logprobs(self, prompts, completions, side: str, domains=None, ids=None, count=None):
+    def side_logprobs(self, prompts, completions, side: str, domains=None, ids=None, count=None, partners=None):
         """logp of each completion under one side; a context longer than the side's model allows loses its oldest
         turns (the system text of c(x) is kept until last), never the completion."""
         from w2s_trl.models import model_limit
@@ -246,12 +249,12 @@ class DensityRatioSource(RewardSource):
             contexts = self.contexts(prompts, side, domains)
             return response_logprobs(model, tok, contexts, completions, self.spec.score_batch_size, ids=ids,
                                      desc=f"density ratio ({side})", autocast_dtype=self.autocast,
-                                     max_length=model_limit(model), count=count)  # fmt: skip
+                                     max_length=model_limit(model), count=count, partners=partners)  # fmt: skip
 
-    def score(self, prompts, completions, ids=None, count=None):
+    def score(self, prompts, completions, ids=None, count=None, partners=None):
         domains = self.router.route(prompts)  # once: both sides see the same criteria and exemplars
-        s_sum, s_n = self.side_logprobs(prompts, completions, "strong", domains, ids, count)
-        w_sum, w_n = self.side_logprobs(prompts, completions, "weak", domains, ids)
+        s_sum, s_n = self.side_logprobs(prompts, completions, "strong", domains, ids, count, partners)
+        w_sum, w_n = self.side_logprobs(prompts, completions, "weak", domains, ids, partners=partners)
         return density_ratio(s_sum, s_n, w_sum, w_n, self.spec.normalize)
 
 

@@ -89,11 +89,14 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
                       batch_size: int = 16, ids: Sequence[str] | None = None, desc: str = "scoring",
                       progress: bool | None = None, padding_side: str = "left", autocast_dtype=None,
                       share_prefix: bool = True, min_shared: int = 16, max_length: int | None = None,
-                      count=None) -> tuple[list[float | None], list[int | None]]:  # fmt: skip
+                      count=None, partners: Sequence[Messages] | None = None,
+                      ) -> tuple[list[float | None], list[int | None]]:  # fmt: skip
     """Sum of response-token log-probs and response-token count, per row.
 
     `max_length`: a prompt + response longer than this is scored with its prompt cut from the left (truncation.py);
     a row whose response alone does not fit gets None for both (counted in `count`, a TruncationCount).
+    `partners`: per row, the other response of its preference pair: the prompt is cut so that both fit, so the two
+    sides of a pair are always scored with the same prompt.
 
     Position ids come from the attention mask, so a row scores the same whatever its padding and batch.
     Two savings, both exact up to float rounding:
@@ -108,7 +111,7 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     import torch
 
     names = [str(ids[i]) if ids else str(i) for i in range(len(prompts))]
-    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=True)
+    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=True, partners=partners)
     encoded = [encode_prompt_response(tokenizer, prompts[i], responses[i], f"example {names[i]}") for i in kept]
     device = next(model.parameters()).device
     sums, counts = [0.0] * len(encoded), [0] * len(encoded)
@@ -142,9 +145,11 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     return _spread(sums, kept, len(prompts)), _spread(counts, kept, len(prompts))
 
 
-def fit_prompts(tokenizer, prompts, responses, max_length: int | None, names, count, causal: bool):
+def fit_prompts(tokenizer, prompts, responses, max_length: int | None, names, count, causal: bool, partners=None):
     """Prompts cut from the left so that each (prompt, response) fits `max_length` tokens, and the indices of the
-    rows that fit (a response alone too long is dropped). No `max_length`: everything, unchanged."""
+    rows that fit (a response alone too long is dropped). With `partners` (the other response of each row's pair),
+    the prompt is cut so that both responses fit: the two sides of a pair get the same prompt, and a pair is dropped
+    whole. No `max_length`: everything, unchanged."""
     if max_length is None:
         return list(prompts), list(range(len(prompts)))
     from w2s_trl.truncation import LeftCutter, causal_length, fit_prompt, reward_length
@@ -152,7 +157,8 @@ def fit_prompts(tokenizer, prompts, responses, max_length: int | None, names, co
     length_of = (causal_length if causal else reward_length)(tokenizer)
     cutter, out, kept = LeftCutter(tokenizer), [], []
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
-        fitted, truncated = fit_prompt(length_of, cutter, prompt, [response], max_length)
+        both = [response] if partners is None else [response, partners[i]]
+        fitted, truncated = fit_prompt(length_of, cutter, prompt, both, max_length)
         if count is not None:
             count.add(names[i], truncated, fitted is None)
         out.append(fitted)
@@ -403,14 +409,14 @@ def _target_logprobs(logits, targets, rows_per_block: int = 64):
 def reward_scores(model, tokenizer, prompts: Sequence[Messages], responses: Sequence[Messages],
                   batch_size: int = 32, max_length: int = 256, desc: str = "reward",
                   progress: bool | None = None, ids: Sequence[str] | None = None,
-                  count=None) -> list[float | None]:  # fmt: skip
+                  count=None, partners: Sequence[Messages] | None = None) -> list[float | None]:  # fmt: skip
     """r(x, y) of a sequence-classification reward model for each (prompt, response). A text longer than
     `max_length` loses the start of its prompt, never its response (truncation.py); a response alone too long gets
-    None (counted in `count`)."""
+    None (counted in `count`). `partners`: as in `response_logprobs`."""
     import torch
 
     names = [str(ids[i]) if ids else str(i) for i in range(len(prompts))]
-    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=False)
+    prompts, kept = fit_prompts(tokenizer, prompts, responses, max_length, names, count, causal=False, partners=partners)
     texts = [reward_text(tokenizer, prompts[i] + responses[i]) for i in kept]
     encoded = [tokenizer(t)["input_ids"] for t in texts]
     device = next(model.parameters()).device
