@@ -196,4 +196,4 @@ def test_flags_for_an_inverted_weak_supervisor_a_missing_base_and_the_reference_
     margins["reference_free"] = {"weak": inverted, "base": [-1] * 20, "student": [1] * 20, "ceiling": [-1] * 20}
     text = " ".join(summarize(rows, margins, None, resamples=1000)[0]["flags"])
     assert "PGR (reference-free scoring) is undefined" in text and "base model was not scored" not in text
-    assert "ceiling does not beat base beyond its interval (reference-free scoring)" in text
+    assert "ceiling does not beat base beyond its interval under reference-free scoring" in text

@@ -203,7 +203,7 @@ def flags(metrics: dict) -> list[str]:
                    "distinguishable from chance, so its labels carry no signal this run can rely on.")  # fmt: skip
     rule = "reference_free" if "reference_free" in metrics else "primary"
     diff = metrics[rule]["differences"].get("ceiling-base")
-    named = f" ({RULE_NAMES[rule]})" if "reference_free" in metrics else ""
+    named = f" under {RULE_NAMES[rule]}" if "reference_free" in metrics else ""
     if diff and diff["ci"] and diff["ci"][0] <= 0:
         out.append(f"The ceiling does not beat base beyond its interval{named} (ceiling - base = {diff['value']:+.3f}, "
                    f"95% CI {_ci(diff)}): this run cannot tell whether training on ground truth helped at all.")  # fmt: skip
