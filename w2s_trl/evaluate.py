@@ -71,13 +71,11 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     from peft import PeftModel
 
     from w2s_trl.align import load_strong_base
-    from w2s_trl.scoring import response_logprobs
-
-    import torch
+    from w2s_trl.scoring import autocast_for, response_logprobs
 
     base, tok = load_strong_base(recipe)
     bs = recipe.evaluate.batch_size
-    autocast = torch.bfloat16 if recipe.evaluate.precision == "bfloat16" else None
+    autocast = autocast_for(recipe.evaluate.precision)
     prompts, ids = [r["prompt"] for r in rows], [r["id"] for r in rows]
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     partners = responses[len(rows) :] + responses[: len(rows)]  # both sides of a pair get the same cut prompt

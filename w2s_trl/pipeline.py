@@ -105,7 +105,7 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
     """Token-length percentiles per tokenizer and split (SCIENCE.md 7), and each model's resolved max_length:
     `auto` = the 95th percentile of prompt + response on the split it trains on, bounded by the model's limit."""
     from w2s_trl.models import load_tokenizer, spec_limit
-    from w2s_trl.truncation import length_stats
+    from w2s_trl.truncation import auto_from_p95, length_stats
 
     lengths, resolved = {}, {}
     settings = {"strong": (r.align.max_length_setting(), "w2s_train")}
@@ -116,11 +116,7 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
         lengths[name] = {split: length_stats(rows, tok, kind) for split, rows in splits.items()}
         setting, split = settings[name]
         limit = spec_limit(spec, trust)
-        if setting == "auto":
-            p95 = lengths[name][split]["full"]["p95"]
-            resolved[name] = min(p95, limit) if limit else p95
-        else:
-            resolved[name] = setting
+        resolved[name] = auto_from_p95(lengths[name][split]["full"]["p95"], limit) if setting == "auto" else setting
         full, prompt, response = (lengths[name][split][part] for part in ("full", "prompt", "response"))
         print(f"[w2s-trl] data: {name} tokenizer, {split} prompt+response tokens p50 {full['p50']} p95 {full['p95']} "
               f"max {full['max']} (prompt p95 {prompt['p95']}, response p95 {response['p95']} max {response['max']}); "

@@ -197,15 +197,14 @@ class DensityRatioSource(RewardSource):
     def __init__(self, spec: DensityRatioSpec):
         import contextlib
 
-        import torch
-
         from w2s_trl.models import load_causal_lm, load_tokenizer
+        from w2s_trl.scoring import autocast_for
 
         self.spec = spec
         self.router = build_router(spec)
         self.criteria = {d: Path(p).read_text() for d, p in spec.criteria.items()}
         self.exemplars = {d: load_exemplars(Path(p))[: spec.k] for d, p in spec.exemplars.items()} if spec.k else {}
-        self.autocast = torch.bfloat16 if spec.precision == "bfloat16" else None
+        self.autocast = autocast_for(spec.precision)
         self.persona = {"strong": "", "weak": ""}
         self.side_context = {"strong": contextlib.nullcontext, "weak": contextlib.nullcontext}
         if spec.pair == "models":

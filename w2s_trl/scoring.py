@@ -145,6 +145,13 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Messages], responses: 
     return _spread(sums, kept, len(prompts)), _spread(counts, kept, len(prompts))
 
 
+def autocast_for(precision: str):
+    """The autocast dtype of a `precision` setting (float32: none)."""
+    import torch
+
+    return torch.bfloat16 if precision == "bfloat16" else None
+
+
 def fit_prompts(tokenizer, prompts, responses, max_length: int | None, names, count, causal: bool, partners=None):
     """Prompts cut from the left so that each (prompt, response) fits `max_length` tokens, and the indices of the
     rows that fit (a response alone too long is dropped). With `partners` (the other response of each row's pair),

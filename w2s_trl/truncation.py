@@ -160,7 +160,11 @@ def percentiles(values: Sequence[int]) -> dict[str, float]:
 
 def auto_max_length(full_lengths: Sequence[int], model_limit: int | None) -> int:
     """`max_length: auto`: the 95th percentile of prompt + response tokens, bounded by the model's limit."""
-    p95 = percentiles(full_lengths)["p95"]
+    return auto_from_p95(percentiles(full_lengths)["p95"], model_limit)
+
+
+def auto_from_p95(p95: int, model_limit: int | None) -> int:
+    """`max_length: auto` from an already computed 95th percentile (the data stage's length statistics)."""
     return min(p95, model_limit) if model_limit else p95
 
 
