@@ -33,7 +33,7 @@ def naive_logp(model, tok, prompt, completion) -> tuple[float, int]:
 
 
 def naive_scores(source, prompts, completions) -> list[float]:
-    from w2s_trl.rewards import density_ratio
+    from w2s_trl.rewards.density_ratio import density_ratio
 
     out = []
     for p, c in zip(prompts, completions):

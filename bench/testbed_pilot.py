@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv: list[str]) -> int:
     from w2s_trl.align import adapter_dir, train_policy
     from w2s_trl.data import read_jsonl
-    from w2s_trl.evaluate import policy_logprobs, policy_margins, summarize, trainer_beta
+    from w2s_trl.evaluation import policy_logprobs, policy_margins, summarize, trainer_beta
     from w2s_trl.pipeline import run_pipeline
     from w2s_trl.recipe import load_recipe
     from w2s_trl.report import fmt_interval
-    from w2s_trl.rewards import build_reward_source
+    from w2s_trl.rewards import SourceContext, build_reward_source
     from w2s_trl.rundir import RunDir
 
     recipe = load_recipe(argv[0], [*argv[1:], "tracking.report_to=[]", "evaluate.region_reference=base"])
@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
     t_ceiling = time.perf_counter() - t0
     test = data("test")
     t0 = time.perf_counter()
-    chosen, rejected = build_reward_source(recipe.weak.reward, str(root / "weak" / "model"),
-                                           max_length["weak"]).score_pairs(test)  # fmt: skip
+    context = SourceContext({"weak": str(root / "weak" / "model")}, {"weak": max_length["weak"]})
+    chosen, rejected = build_reward_source(recipe.weak.reward, context).score_pairs(test)
     logps = policy_logprobs(recipe, test, {"ceiling": adapter_dir(ceiling)}, True, max_length["strong"])
     margins = policy_margins(recipe.align.trainer, trainer_beta(recipe), logps, True)
     for rule in margins.values():

@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     from w2s_trl.pipeline import run_pipeline
     from w2s_trl.recipe import load_recipe
     from w2s_trl.report import fmt_interval
-    from w2s_trl.rewards import build_reward_source
+    from w2s_trl.rewards import SourceContext, build_reward_source
     from w2s_trl.rundir import RunDir
     from w2s_trl.testbed import PROMPT_STRATA
 
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
     margins["prompt x response BoW"] = pairwise_logreg(
         train, test, lambda r, side: cross_features(prompt_text(r), response(r, side)))
     max_length = RunDir(root).record("data")["max_length"].get("weak")
-    chosen, rejected = build_reward_source(recipe.weak.reward, str(root / "weak" / "model"), max_length).score_pairs(test)
+    chosen, rejected = build_reward_source(recipe.weak.reward, SourceContext({"weak": str(root / "weak" / "model")}, {"weak": max_length})).score_pairs(test)
     margins["weak RM"] = np.array([c - x for c, x in zip(chosen, rejected)])
 
     idx = bootstrap_indices(len(test), recipe.evaluate.bootstrap, recipe.evaluate.bootstrap_seed)

@@ -177,7 +177,7 @@ def write_spec(tmp_path, text: str) -> Path:
         ("type: density_ratio\npair: models\nstrong: {model: tiny:reward-model}\nweak: {model: tiny:causal-lm}\n",
          "strong.model: unknown causal model 'tiny:reward-model'"),
         ("type: density_ratio\nnormalise: mean\n", "normalise: unknown key; allowed here: type, pair, strong, weak"),
-        ("type: magic\nmodel: x\n", "does not match any of the expected tags: 'reward_model', 'density_ratio'"),
+        ("type: magic\nmodel: x\n", "does not match any of the expected tags: 'density_ratio', 'gold', 'multi_objective', 'reward_model'"),
     ],
 )  # fmt: skip
 def test_density_ratio_spec_errors(tmp_path, text, message):

@@ -10,8 +10,8 @@ from w2s_trl.rewards import (
     RewardModelSource,
     build_context,
     build_reward_source,
-    density_ratio,
 )
+from w2s_trl.rewards.density_ratio import density_ratio
 from w2s_trl.scoring import encode_prompt_response
 
 PROMPTS = [

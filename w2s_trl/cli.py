@@ -15,7 +15,9 @@ def train_parser(prog: str = "w2s-trl train") -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, typed like the field")
     p.add_argument("--config", help="recipe YAML (TRL's spelling; same as the positional argument)")
     p.add_argument("--smoke", action="store_true", help="tiny local models, tiny splits: the same pipeline in seconds")
-    p.add_argument("--stop-after", choices=["data", "weak", "label", "student", "ceiling", "evaluate"],
+    from w2s_trl.pipeline import STAGE_NAMES
+
+    p.add_argument("--stop-after", choices=STAGE_NAMES,
                    help="stop once this stage is complete (a later run resumes from there)")  # fmt: skip
     return p
 

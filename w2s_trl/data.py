@@ -53,16 +53,21 @@ def from_hh_raw(record: dict, where: str) -> dict:
     return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
 
 
+PKU_KEYS = {"helpful": "better_response_id", "harmless": "safer_response_id"}
+
+
 def from_pku_saferlhf(record: dict, objective: str) -> dict:
-    key = {"helpful": "better_response_id", "harmless": "safer_response_id"}[objective]
-    best = int(record[key])
+    best = int(record[PKU_KEYS[objective]])
     responses = [record["response_0"], record["response_1"]]
+    # both ground truths, relative to this row's chosen: +1 the objective prefers chosen, -1 it prefers rejected
+    preferences = {obj: 1 if int(record[key]) == best else -1 for obj, key in PKU_KEYS.items() if key in record}
     return {
         "prompt": [{"role": "user", "content": record["prompt"]}],
         "chosen": [{"role": "assistant", "content": responses[best]}],
         "rejected": [{"role": "assistant", "content": responses[1 - best]}],
         "objective": objective,
         "category": "pku-saferlhf",
+        "preferences": preferences,
     }
 
 
@@ -188,7 +193,8 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
     if source == "testbed:hh":
         from w2s_trl.testbed import generate_testbed
 
-        return Loaded(generate_testbed(size=size, seed=seed, objectives=list(objectives), options=testbed_options))
+        rows = generate_testbed(size=size, seed=seed, objectives=list(objectives), options=testbed_options)
+        return Loaded(attach_preferences(rows))
     path = Path(source)
     # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`
     records = read_local_file(path) if path.is_file() else read_hub_dataset(source, hub_split)
@@ -211,6 +217,7 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
             continue
         seen.add(row["id"])
         out.rows.append(row)
+    attach_preferences(out.rows)
     if not out.rows:
         first = f"; first problem: {out.invalid_examples[0]}" if out.invalid_examples else ""
         raise DataError(f"data.source '{source}': no valid rows ({out.invalid} malformed){first}")
@@ -219,6 +226,47 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
         loud = "WARNING: " if share > 0.10 else ""
         print(f"[w2s-trl] data: {loud}skipped {out.invalid} malformed rows of {source} ({share:.1%}), e.g. "
               + "; ".join(out.invalid_examples[:3]), flush=True)  # fmt: skip
+    return out
+
+
+def attach_preferences(rows: list[dict]) -> list[dict]:
+    """Each row's ground truth per objective, relative to its own chosen/rejected: `preferences` = {objective: +1 if
+    the objective prefers the row's chosen, -1 if its rejected}. Rows that share a prompt and both responses (a
+    testbed conflict row and its harmless twin; one record labelled for two objectives) pool what they know, so a
+    `gold` reward of the competing objective can score a target-objective pair. In place; returns the rows."""
+    pooled: dict[tuple, dict] = {}
+
+    def key(row):
+        sides = sorted([json.dumps(row["chosen"], sort_keys=True), json.dumps(row["rejected"], sort_keys=True)])
+        return json.dumps(row["prompt"], sort_keys=True), sides[0], sides[1]
+
+    for row in rows:
+        first = json.dumps(row["chosen"], sort_keys=True)
+        known = pooled.setdefault(key(row), {})
+        for obj, pref in (row.get("preferences") or {row.get("objective", "unknown"): 1}).items():
+            known.setdefault(obj, (first, pref))  # the first row to state an objective's order wins
+    for row in rows:
+        mine = json.dumps(row["chosen"], sort_keys=True)
+        row["preferences"] = {obj: pref if side == mine else -pref for obj, (side, pref) in pooled[key(row)].items()}
+    return rows
+
+
+def objective_rows(rows: list[dict], objective: str) -> list[dict]:
+    """The rows that know `objective`'s ground truth (`preferences`), oriented by it (chosen = what that objective
+    prefers; `objective` set to it), one per distinct (prompt, chosen, rejected). Rows without it are left out."""
+    out, seen = [], set()
+    for row in rows:
+        prefs = row.get("preferences") or {row.get("objective"): 1}
+        pref = prefs.get(objective)
+        if pref is None:
+            continue
+        oriented = {**row, "objective": objective, "preferences": {k: v * pref for k, v in prefs.items()}}
+        if pref < 0:
+            oriented["chosen"], oriented["rejected"] = row["rejected"], row["chosen"]
+        key = json.dumps([oriented["prompt"], oriented["chosen"], oriented["rejected"]], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(oriented)
     return out
 
 

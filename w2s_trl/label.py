@@ -60,3 +60,47 @@ def describe(summary: dict) -> str:
             f"{' (e.g. ' + ', '.join(summary['tie_examples']) + ')' if summary['tie_examples'] else ''}; "
             f"{summary['unscored']} unscored left out; the student trains on {summary['labelled']} pairs")  # fmt: skip
     return line
+
+
+def label_with_source(source, rows: list[dict], out_dir, max_length: int | None) -> dict:
+    """Score `rows` with a reward source, write the labelled rows (`w2s_train.labelled.jsonl`), and return the stage
+    record: the summary, truncation counts, and each objective's reward statistics when the source has several.
+    Every objective's reward is kept on the labelled rows (`rewards`: {objective: [r(chosen), r(rejected)]}, in the
+    labelled order)."""
+    from pathlib import Path
+
+    from w2s_trl.data import write_jsonl
+    from w2s_trl.truncation import TruncationCount
+
+    count = TruncationCount("label (weak scoring of w2s_train responses)", max_length)
+    parts = source.score_pair_components(rows, count)
+    labelled, summary = weak_label_rows(rows, *parts["total"])
+    count.report()
+    print(describe(summary), flush=True)
+    components = {k: v for k, v in parts.items() if k != "total"}
+    if components:
+        index = {row["id"]: i for i, row in enumerate(rows)}
+        for row in labelled:
+            i, swapped = index[row["id"]], not row["gt_label"]
+            row["rewards"] = {k: [c[i], r[i]][::-1] if swapped else [c[i], r[i]] for k, (c, r) in components.items()}
+        summary["objectives"] = objective_summaries(rows, components)
+    write_jsonl(Path(out_dir) / "w2s_train.labelled.jsonl", labelled)
+    return {**summary, "truncation": count.as_dict()}
+
+
+def objective_summaries(rows: list[dict], components: dict[str, tuple[list, list]]) -> dict:
+    """Per objective: mean reward of the ground-truth chosen and rejected sides, and how often its reward orders a
+    pair as the row's own objective's ground truth does (ties wrong)."""
+    out = {}
+    for name, (chosen, rejected) in components.items():
+        pairs = [(c, r) for c, r in zip(chosen, rejected) if c is not None and r is not None]
+        if not pairs:
+            out[name] = {"n": 0}
+            continue
+        out[name] = {
+            "n": len(pairs),
+            "mean_chosen": sum(c for c, _ in pairs) / len(pairs),
+            "mean_rejected": sum(r for _, r in pairs) / len(pairs),
+            "agrees_with_gt": sum(c > r for c, r in pairs) / len(pairs),
+        }
+    return out

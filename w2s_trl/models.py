@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 Kind = Literal["causal", "reward"]
 
-EMBEDDED: dict[str, Kind] = {"smollm2-135m-instruct": "causal", "minilm-l6": "reward"}
+EMBEDDED: dict[str, Kind] = {"smollm2-135m-instruct": "causal", "minilm-l6": "reward", "minilm-l2": "reward"}
 TINY: dict[str, Kind] = {"causal-lm": "causal", "causal-lm-b": "causal", "reward-model": "reward"}
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 TINY_VERSION = "v2"  # bump when the tiny builders change, so caches are rebuilt
@@ -119,6 +119,23 @@ def _minilm_folder() -> Path:
     return pkg / "model"
 
 
+def _minilm_l2_folder() -> Path:
+    """A smaller weak capacity derived from MiniLM-L6: its embeddings and first 2 of 6 transformer layers (the same
+    tokenizer and pretraining, a third of the depth), for weak-capacity sweeps without a download."""
+    source = _minilm_folder()
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        model = AutoModel.from_pretrained(source)
+        model.encoder.layer = model.encoder.layer[:2]
+        model.config.num_hidden_layers = 2
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
+
+    return _build_once(cache_dir() / "embedded" / "minilm-l2", build)
+
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -183,6 +200,8 @@ def resolve_model_path(spec: str) -> str:
         return str(_smollm2_folder())
     if spec == "embedded:minilm-l6":
         return str(_minilm_folder())
+    if spec == "embedded:minilm-l2":
+        return str(_minilm_l2_folder())
     if spec.startswith("tiny:"):
         return str(_tiny_folder(spec[len("tiny:") :]))
     return spec

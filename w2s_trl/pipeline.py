@@ -9,14 +9,15 @@ import json
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from w2s_trl.models import is_hub_spec
-from w2s_trl.recipe import Recipe, RewardModelSpec, dump_recipe
+from w2s_trl.recipe import Recipe, dump_recipe
 from w2s_trl.rundir import RunDir, StageWork, write_json_atomic, write_text_atomic
 
-STAGES = ("data", "weak", "label", "student", "ceiling", "evaluate")
 PACKAGES = ("w2s-trl", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "wandb", "gguf")
 
 
@@ -28,14 +29,6 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def reward_model_specs(spec) -> list[str]:
-    """Every model spec a reward specification names (for the offline decision)."""
-    if isinstance(spec, RewardModelSpec):
-        return [spec.model]
-    sides = [s.model for s in (spec.strong, spec.weak) if s is not None]
-    return sides + [m for m in (spec.base, spec.model, spec.router.model) if m is not None]
 
 
 def reward_spec_inputs(spec) -> dict:
@@ -57,7 +50,7 @@ def configure_environment(recipe: Recipe) -> None:
     """Offline and quiet by default: no telemetry; no hub access when nothing names a hub id (run.offline: auto)."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    specs = [recipe.strong.model, *reward_model_specs(recipe.weak.reward)]
+    specs = [recipe.strong.model, *recipe.weak.reward.model_specs(), *probe_model_specs(recipe)]
     needs_hub = any(is_hub_spec(s) for s in specs) or is_hub_spec(recipe.data.source) and recipe.data.source != "testbed:hh"
     offline = recipe.run.offline == "on" or (recipe.run.offline == "auto" and not needs_hub)
     if offline:
@@ -93,12 +86,29 @@ def source_digest(source: str) -> str | None:
     return h.hexdigest()[:16]
 
 
+def sized_reward_models(r: Recipe) -> dict:
+    """{key: RewardModelSpec} of every reward model the run trains, whose `max_length: auto` the data stage resolves:
+    `weak` (or `weak.<objective>` inside a multi-objective reward), and the probe's `probe.<name>` supervisors and
+    `probe.intermediate`."""
+    out = dict(r.weak.reward.trained())
+    if r.probe is not None:
+        for name, spec in r.probe.weak_capacities.items():
+            out.update(spec.trained(f"probe.{name}"))
+        if r.probe.mitigations.intermediate is not None:
+            out["probe.intermediate"] = r.probe.mitigations.intermediate
+    return out
+
+
 def length_tokenizers(r: Recipe) -> dict[str, tuple[str, str, bool]]:
     """Tokenizers whose lengths the data stage reports: name -> (model spec, kind, trust_remote_code)."""
     out = {"strong": (r.strong.model, "causal", r.strong.trust_remote_code)}
-    if isinstance(r.weak.reward, RewardModelSpec):
-        out["weak"] = (r.weak.reward.model, "reward", r.weak.reward.trust_remote_code)
+    for key, spec in sized_reward_models(r).items():
+        out[key] = (spec.model, "reward", spec.trust_remote_code)
     return out
+
+
+def probe_model_specs(r: Recipe) -> list[str]:
+    return [] if r.probe is None else r.probe.model_specs()
 
 
 def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
@@ -109,8 +119,7 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
 
     lengths, resolved = {}, {}
     settings = {"strong": (r.align.max_length_setting(), "w2s_train")}
-    if isinstance(r.weak.reward, RewardModelSpec):
-        settings["weak"] = (r.weak.reward.max_length, "weak_train")
+    settings.update({key: (spec.max_length, "weak_train") for key, spec in sized_reward_models(r).items()})
     for name, (spec, kind, trust) in length_tokenizers(r).items():
         tok = load_tokenizer(spec, trust)
         lengths[name] = {split: length_stats(rows, tok, kind) for split, rows in splits.items()}
@@ -124,174 +133,261 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
     return lengths, resolved
 
 
-def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
+# ----------------------------------------------------------------------------------------------------------------------
+# The stages, declared: name, what its result depends on (its cache key), how it computes, on which ranks. The CLI's
+# --stop-after choices and the deception probe (probe.py) reuse them.
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: Callable[["Run"], dict]  # everything the result depends on: config sections, upstream fingerprints
+    compute: Callable[["Run", StageWork], dict | None]  # writes into work.out; returns what stage.json records
+    all_ranks: bool = False  # training runs on every accelerate process; everything else on the main one
+    applies: Callable[["Run"], bool] = lambda run: True
+
+
+class Run:
+    """What the stages of one run share: the recipe, its run directory, and readers of finished stages' files."""
+
+    def __init__(self, recipe: Recipe, rd: RunDir):
+        self.r, self.rd = recipe, rd
+        self.report_to = list(recipe.tracking.report_to)
+
+    def fp(self, stage: str) -> str:
+        return self.rd.record(stage)["fingerprint"]
+
+    def split(self, name: str) -> list[dict]:
+        from w2s_trl.data import read_jsonl
+
+        return read_jsonl(self.rd.stage_dir("data") / f"{name}.jsonl")
+
+    @property
+    def max_length(self) -> dict:
+        return self.rd.record("data")["max_length"]
+
+    def trained_weak(self) -> dict:
+        """{key: RewardModelSpec} the weak stage trains (one per objective of a multi-objective reward)."""
+        return self.r.weak.reward.trained()
+
+    def source_context(self):
+        from w2s_trl.rewards import SourceContext
+
+        weak_dir = self.rd.stage_dir("weak")
+        trained = {key: str(weak_dir / weak_model_folder(key)) for key in self.trained_weak()}
+        label = self.rd.record("label") or {}
+        return SourceContext(trained, self.max_length, {"weak": label["normalization"]} if label.get("normalization")
+                             else {})  # fmt: skip
+
+    def source_inputs(self) -> dict:
+        return {"weak": self.fp("weak")} if self.trained_weak() else reward_spec_inputs(self.r.weak.reward)
+
+    def adapters(self) -> dict[str, Path]:
+        from w2s_trl.align import adapter_dir
+
+        names = ["student"] + (["ceiling"] if self.r.align.ceiling else [])
+        return {name: adapter_dir(self.rd.stage_dir(name)) for name in names}
+
+
+def weak_model_folder(key: str) -> str:
+    """Where the weak stage keeps the reward model trained for `key`: weak/model, weak/weak.helpful/model, ..."""
+    return "model" if key == "weak" else f"{key}/model"
+
+
+# 1. data: load the source (malformed rows skipped and counted), split it by stable groups, measure lengths
+def data_inputs(run: Run) -> dict:
+    r = run.r
+    return {
+        "data": r.data.model_dump(),
+        "source_digest": source_digest(r.data.source),
+        "tokenizers": {k: v[0] for k, v in length_tokenizers(r).items()},
+        "max_length": {"strong": r.align.max_length_setting(),
+                       **{k: s.max_length for k, s in sized_reward_models(r).items()}},
+    }  # fmt: skip
+
+
+def compute_data(run: Run, work: StageWork) -> dict:
+    from w2s_trl.data import load_source, split_rows, write_jsonl
+
+    d, r = run.r.data, run.r
+    loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
+                         d.testbed.options())  # fmt: skip
+    splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
+    for name, split in splits.items():
+        write_jsonl(work.out / f"{name}.jsonl", split)
+    lengths, max_length = data_lengths(r, splits)
+    write_json_atomic(work.out / "lengths.json", lengths)
+    return {"rows": {name: len(split) for name, split in splits.items()}, "source": loaded.summary(),
+            "max_length": max_length}  # fmt: skip
+
+
+# 2. weak: each reward model of the weak reward is trained on its own objective's weak_train ground truth (all of
+#    weak_train for a single reward model); other reward sources need no training
+def weak_inputs(run: Run) -> dict:
+    return {"reward": run.r.weak.reward.model_dump(), "data": run.fp("data"), "seed": run.r.run.seed}
+
+
+def compute_weak(run: Run, work: StageWork) -> dict:
+    from w2s_trl.data import objective_rows
+    from w2s_trl.weak import train_reward_model
+
+    out = {}
+    for key, spec in run.trained_weak().items():
+        rows = run.split("weak_train")
+        if key != "weak":  # weak.<objective>: that objective's ground truth, oriented by it
+            rows = objective_rows(rows, key.rsplit(".", 1)[-1])
+        folder = Path(weak_model_folder(key)).parent
+        sub = StageWork(out=work.out / folder, checkpoints=work.checkpoints / folder)
+        sub.out.mkdir(parents=True, exist_ok=True)
+        out[key] = train_reward_model(spec, rows, sub, run.r.run.seed, run.report_to, f"{run.r.run.name}/{key}",
+                                      run.max_length[key])  # fmt: skip
+    return out["weak"] if list(out) == ["weak"] else {"models": out, "truncation": _merged_truncation(out)}
+
+
+def _merged_truncation(records: dict) -> dict:
+    first = next(iter(records.values()))["truncation"]
+    return {**first, "per_model": {k: v["truncation"] for k, v in records.items()}}
+
+
+# 3. label: weak labels on w2s_train pairs (ties left out), or best-of-n pairs on its prompts
+def label_inputs(run: Run) -> dict:
+    r = run.r
+    inputs = {"label": r.label.model_dump(), "source": run.source_inputs(), "data": run.fp("data"), "seed": r.run.seed}
+    if r.label.method == "best_of_n":
+        inputs["policy"] = r.strong.model_dump()
+    return inputs
+
+
+def compute_label(run: Run, work: StageWork) -> dict:
+    from w2s_trl.data import read_jsonl, write_jsonl
+    from w2s_trl.rewards import build_reward_source
+
+    r = run.r
+    source = build_reward_source(r.weak.reward, run.source_context())
+    normalization = source.fit_normalization(run.split("weak_train")) if hasattr(source, "fit_normalization") else None
+    if r.label.method == "weak_labels":
+        from w2s_trl.label import label_with_source
+
+        return {**label_with_source(source, run.split("w2s_train"), work.out, run.max_length.get("weak")),
+                "normalization": normalization}  # fmt: skip
+    from w2s_trl.align import load_strong_base
+    from w2s_trl.annotate import best_of_n, pairs_from_progress
+
+    rows = run.split("w2s_train")
+    work.checkpoints.mkdir(parents=True, exist_ok=True)
+    progress = work.checkpoints / "best_of_n.progress.jsonl"  # survives a kill; finished prompts are kept
+    policy, tok = load_strong_base(r)
+    counts = best_of_n(policy, tok, rows, source, r.label.best_of_n, r.run.seed, progress)
+    write_jsonl(work.out / "w2s_train.labelled.jsonl", pairs_from_progress(progress, [x["id"] for x in rows]))
+    write_jsonl(work.out / "best_of_n.all.jsonl", read_jsonl(progress))
+    return {**counts, "normalization": normalization}
+
+
+# 4. student on the labels, ceiling on ground truth: the same training, other rows
+def align_inputs(run: Run) -> dict:
+    r = run.r
+    return {"strong": r.strong.model_dump(), "align": r.align.model_dump(exclude={"ceiling"}),
+            "max_length": run.max_length["strong"], "seed": r.run.seed}  # fmt: skip
+
+
+def compute_student(run: Run, work: StageWork) -> dict:
+    from w2s_trl.align import train_policy
+    from w2s_trl.data import read_jsonl
+
+    rows = read_jsonl(run.rd.stage_dir("label") / "w2s_train.labelled.jsonl")
+    return train_policy(run.r, rows, work, f"{run.r.run.name}/student", run.max_length["strong"], "student")
+
+
+def compute_ceiling(run: Run, work: StageWork) -> dict:
+    from w2s_trl.align import train_policy
+
+    return train_policy(run.r, run.split("w2s_train"), work, f"{run.r.run.name}/ceiling", run.max_length["strong"],
+                        "ceiling")  # fmt: skip
+
+
+# 5. evaluate on test: the reward source ("weak"), the base policy and the aligned ones, with intervals
+def evaluate_inputs(run: Run) -> dict:
+    return {
+        "evaluate": run.r.evaluate.model_dump(),
+        "source": run.source_inputs(),
+        "normalization": (run.rd.record("label") or {}).get("normalization"),  # multi-objective statistics
+        "upstream": {name: run.fp(name) for name in ("data", *run.adapters())},
+        "align": run.r.align.model_dump(exclude={"ceiling"}),
+    }
+
+
+def compute_evaluate(run: Run, work: StageWork) -> dict:
+    from w2s_trl.data import write_jsonl
+    from w2s_trl.evaluation import policy_logprobs, policy_margins, summarize, trainer_beta
+    from w2s_trl.rewards import build_reward_source
+    from w2s_trl.truncation import TruncationCount
+
+    r, test = run.r, run.split("test")
+    weak_count = TruncationCount("evaluate (weak scoring of test responses)", run.max_length.get("weak"))
+    chosen, rejected = build_reward_source(r.weak.reward, run.source_context()).score_pairs(test, weak_count)
+    weak_count.report()
+    policy_count = TruncationCount("evaluate (policy scoring of test responses)", run.max_length["strong"])
+    logps = policy_logprobs(r, test, run.adapters(), r.evaluate.base, run.max_length["strong"], policy_count)
+    policy_count.report()
+    margins = policy_margins(r.align.trainer, trainer_beta(r), logps, r.evaluate.base)
+    weak_margins = [None if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+    for rule in margins.values():
+        rule["weak"] = weak_margins
+    metrics, predictions = summarize(test, margins, r.evaluate.region_reference, r.evaluate.bootstrap,
+                                     r.evaluate.bootstrap_seed)  # fmt: skip
+    metrics["truncation"] = {"weak": weak_count.as_dict(), "policies": policy_count.as_dict()}
+    write_json_atomic(work.out / "metrics.json", metrics)
+    write_jsonl(work.out / "predictions.jsonl", predictions)
+    return {}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", data_inputs, compute_data),
+    Stage("weak", weak_inputs, compute_weak, all_ranks=True, applies=lambda run: bool(run.trained_weak())),
+    Stage("label", label_inputs, compute_label),
+    Stage("student", lambda run: {**align_inputs(run), "rows": run.fp("label")}, compute_student, all_ranks=True),
+    Stage("ceiling", lambda run: {**align_inputs(run), "rows": run.fp("data")}, compute_ceiling, all_ranks=True,
+          applies=lambda run: run.r.align.ceiling),
+    Stage("evaluate", evaluate_inputs, compute_evaluate),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+def start_run(recipe: Recipe) -> Run:
+    """Environment, accelerate state, the run directory with the resolved recipe, tracking."""
     from accelerate import PartialState
 
-    from w2s_trl.data import load_source, read_jsonl, split_rows, write_jsonl
     from w2s_trl.tracking import setup_tracking
 
     configure_environment(recipe)
     state = PartialState()
     use_all_cores(state.num_processes)
-    r = recipe
-    root = Path(r.run.output_dir) / r.run.name
+    root = Path(recipe.run.output_dir) / recipe.run.name
     rd = RunDir(root, is_main=state.is_main_process, barrier=state.wait_for_everyone)
     if rd.is_main:
-        write_text_atomic(root / "recipe.resolved.yaml", dump_recipe(r))
-    setup_tracking(r.tracking, root, r.run.name)
-    report_to = list(r.tracking.report_to)
-    fp = lambda stage: rd.record(stage)["fingerprint"]  # noqa: E731 - upstream fingerprint, read after it ran
+        write_text_atomic(root / "recipe.resolved.yaml", dump_recipe(recipe))
+    setup_tracking(recipe.tracking, root, recipe.run.name)
+    return Run(recipe, rd)
 
-    def done(stage: str) -> bool:
-        if stop_after == stage:
-            print(f"[w2s-trl] stopping after stage {stage} (--stop-after)", flush=True)
-            return True
-        return False
 
-    # 1. data: load the source (malformed rows skipped and counted), split it by stable groups, measure lengths
-    def compute_data(work: StageWork) -> dict:
-        d = r.data
-        loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
-                             d.testbed.options())  # fmt: skip
-        splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
-        for name, split in splits.items():
-            write_jsonl(work.out / f"{name}.jsonl", split)
-        lengths, max_length = data_lengths(r, splits)
-        write_json_atomic(work.out / "lengths.json", lengths)
-        return {"rows": {name: len(split) for name, split in splits.items()}, "source": loaded.summary(),
-                "max_length": max_length}  # fmt: skip
+def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
+    """The whole run: each declared stage in order (skipped when complete with the same inputs), then the report.
+    A recipe with a `probe` section runs the deception probe's sweep instead (probe.py)."""
+    if recipe.probe is not None:
+        from w2s_trl.probe import run_probe
 
-    data_inputs = {
-        "data": r.data.model_dump(),
-        "source_digest": source_digest(r.data.source),
-        "tokenizers": {k: v[0] for k, v in length_tokenizers(r).items()},
-        "max_length": {"strong": r.align.max_length_setting(),
-                       "weak": getattr(r.weak.reward, "max_length", None)},
-    }  # fmt: skip
-    data_dir = rd.run("data", data_inputs, compute_data)
-    split = lambda name: read_jsonl(data_dir / f"{name}.jsonl")  # noqa: E731
-    max_length = rd.record("data")["max_length"]
-    if done("data"):
-        return root
-
-    # 2. weak: a reward model is trained on weak_train ground truth; other reward sources need no training
-    def compute_weak(work: StageWork) -> dict:
-        from w2s_trl.weak import train_reward_model
-
-        return train_reward_model(r.weak.reward, split("weak_train"), work, r.run.seed, report_to, f"{r.run.name}/weak",
-                                  max_length["weak"])  # fmt: skip
-
-    trains_weak = isinstance(r.weak.reward, RewardModelSpec)
-    if trains_weak:
-        weak_inputs = {"reward": r.weak.reward.model_dump(), "data": fp("data"), "seed": r.run.seed}
-        weak_dir = rd.run("weak", weak_inputs, compute_weak, all_ranks=True)
-    if done("weak"):
-        return root
-    source_inputs = fp("weak") if trains_weak else reward_spec_inputs(r.weak.reward)
-
-    def reward_source():
-        from w2s_trl.rewards import build_reward_source
-
-        model_path = str(weak_dir / "model") if trains_weak else None
-        return build_reward_source(r.weak.reward, model_path, max_length.get("weak"))
-
-    # 3. label: weak labels on w2s_train pairs (ties left out), or best-of-n pairs on its prompts
-    def compute_label(work: StageWork) -> dict:
-        from w2s_trl.truncation import TruncationCount
-
-        if r.label.method == "weak_labels":
-            from w2s_trl.label import describe, weak_label_rows
-
-            rows = split("w2s_train")
-            count = TruncationCount("label (weak scoring of w2s_train responses)", max_length.get("weak"))
-            labelled, summary = weak_label_rows(rows, *reward_source().score_pairs(rows, count))
-            count.report()
-            print(describe(summary), flush=True)
-            write_jsonl(work.out / "w2s_train.labelled.jsonl", labelled)
-            return {**summary, "truncation": count.as_dict()}
-        from w2s_trl.align import load_strong_base
-        from w2s_trl.annotate import best_of_n, pairs_from_progress
-
-        rows = split("w2s_train")
-        work.checkpoints.mkdir(parents=True, exist_ok=True)
-        progress = work.checkpoints / "best_of_n.progress.jsonl"  # survives a kill; finished prompts are kept
-        policy, tok = load_strong_base(r)
-        counts = best_of_n(policy, tok, rows, reward_source(), r.label.best_of_n, r.run.seed, progress)
-        write_jsonl(work.out / "w2s_train.labelled.jsonl", pairs_from_progress(progress, [x["id"] for x in rows]))
-        write_jsonl(work.out / "best_of_n.all.jsonl", read_jsonl(progress))
-        return counts
-
-    label_inputs = {"label": r.label.model_dump(), "source": source_inputs, "data": fp("data"), "seed": r.run.seed}
-    if r.label.method == "best_of_n":
-        label_inputs["policy"] = r.strong.model_dump()
-    label_dir = rd.run("label", label_inputs, compute_label)
-    if done("label"):
-        return root
-
-    # 4. student on the labels, ceiling on ground truth: the same training, other rows
-    from w2s_trl.align import adapter_dir, train_policy
-
-    align_inputs = {"strong": r.strong.model_dump(), "align": r.align.model_dump(exclude={"ceiling"}),
-                    "max_length": max_length["strong"], "seed": r.run.seed}  # fmt: skip
-    student_dir = rd.run(
-        "student",
-        {**align_inputs, "rows": fp("label")},
-        lambda work: train_policy(r, read_jsonl(label_dir / "w2s_train.labelled.jsonl"), work,
-                                  f"{r.run.name}/student", max_length["strong"], "student"),  # fmt: skip
-        all_ranks=True,
-    )
-    if done("student"):
-        return root
-    adapters = {"student": adapter_dir(student_dir)}
-    if r.align.ceiling:
-        ceiling_dir = rd.run(
-            "ceiling",
-            {**align_inputs, "rows": fp("data")},
-            lambda work: train_policy(r, split("w2s_train"), work, f"{r.run.name}/ceiling", max_length["strong"],
-                                      "ceiling"),  # fmt: skip
-            all_ranks=True,
-        )
-        adapters["ceiling"] = adapter_dir(ceiling_dir)
-        if done("ceiling"):
-            return root
-
-    # 5. evaluate on test: the reward source ("weak"), the base policy and the aligned ones, with intervals
-    def compute_evaluate(work: StageWork) -> dict:
-        from w2s_trl.evaluate import policy_logprobs, policy_margins, summarize, trainer_beta
-        from w2s_trl.truncation import TruncationCount
-
-        test = split("test")
-        weak_count = TruncationCount("evaluate (weak scoring of test responses)", max_length.get("weak"))
-        chosen, rejected = reward_source().score_pairs(test, weak_count)
-        weak_count.report()
-        policy_count = TruncationCount("evaluate (policy scoring of test responses)", max_length["strong"])
-        logps = policy_logprobs(r, test, adapters, r.evaluate.base, max_length["strong"], policy_count)
-        policy_count.report()
-        margins = policy_margins(r.align.trainer, trainer_beta(r), logps, r.evaluate.base)
-        weak_margins = [None if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
-        for rule in margins.values():
-            rule["weak"] = weak_margins
-        metrics, predictions = summarize(test, margins, r.evaluate.region_reference, r.evaluate.bootstrap,
-                                         r.evaluate.bootstrap_seed)  # fmt: skip
-        metrics["truncation"] = {"weak": weak_count.as_dict(), "policies": policy_count.as_dict()}
-        write_json_atomic(work.out / "metrics.json", metrics)
-        write_jsonl(work.out / "predictions.jsonl", predictions)
-        return {}
-
-    eval_inputs = {
-        "evaluate": r.evaluate.model_dump(),
-        "source": source_inputs,
-        "upstream": {name: fp(name) for name in ("data", *adapters)},
-        "align": r.align.model_dump(exclude={"ceiling"}),
-    }
-    eval_dir = rd.run("evaluate", eval_inputs, compute_evaluate)
-    if done("evaluate"):
-        return root
-
-    # 6. report
-    if rd.is_main:
-        finalize(r, rd, eval_dir)
-    return root
+        return run_probe(recipe, stop_after)
+    run = start_run(recipe)
+    for stage in STAGES:
+        if not stage.applies(run):
+            continue
+        run.rd.run(stage.name, stage.inputs(run), lambda work, s=stage: s.compute(run, work), all_ranks=stage.all_ranks)
+        if stop_after == stage.name:
+            print(f"[w2s-trl] stopping after stage {stage.name} (--stop-after)", flush=True)
+            return run.rd.root
+    if run.rd.is_main:
+        finalize(run.r, run.rd, run.rd.stage_dir("evaluate"))
+    return run.rd.root
 
 
 def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
@@ -309,7 +405,7 @@ def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
            if rd.record(s) and "truncation" in rd.record(s)},
         **{f"evaluate_{k}": v for k, v in metrics.get("truncation", {}).items()},
     }  # fmt: skip
-    metrics["runtime_s"] = {s: rd.record(s)["runtime_s"] for s in STAGES if rd.record(s)}
+    metrics["runtime_s"] = {s: rd.record(s)["runtime_s"] for s in STAGE_NAMES if rd.record(s)}
     metrics["cached_stages"] = rd.skipped
     metrics["versions"] = package_versions()
     metrics["run"] = {"name": r.run.name, "seed": r.run.seed, "command": " ".join(sys.argv)}

@@ -10,9 +10,6 @@ Every error names the file, the dotted key path, the value given and what is all
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import difflib
 import functools
 import re
 import types
@@ -36,236 +33,23 @@ from pydantic import (
 
 from w2s_trl.errors import RecipeError
 from w2s_trl.models import check_model_spec
+from w2s_trl.rewards import (
+    REWARD_KINDS,
+    DensityRatioSpec,
+    RewardModelSpec,
+    RewardSpec,
+    WeakPolicySpec,
+    reward_kind,
+)
+from w2s_trl.schema import (  # noqa: F401 (re-exported: the schema's shared pieces)
+    CPU_TRAINER_DEFAULTS,
+    OWNED_TRAINER_ARGS,
+    Strict,
+    check_trainer_args,
+    trl_config_class,
+)
 
-# Trainer arguments that w2s-trl sets itself from other sections; a recipe must not set them in `args`.
-OWNED_TRAINER_ARGS = {
-    "output_dir": "the run directory (run.output_dir / run.name)",
-    "run_name": "run.name",
-    "seed": "run.seed",
-    "report_to": "tracking.report_to",
-}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Trainer argument pass-through
-
-
-@functools.cache
-def trl_config_class(name: str) -> type:
-    """The TRL config dataclass that receives a section's `args`; imported lazily (nothing at import time)."""
-    if name == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
-    if name == "simpo":
-        from trl.experimental.cpo import CPOConfig
-
-        return CPOConfig
-    if name == "reward":
-        from trl import RewardConfig
-
-        return RewardConfig
-    raise KeyError(name)
-
-
-def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
-    """Every key must be a field of the TRL config class; values are checked by building the config once."""
-    cls = trl_config_class(trainer)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    for key in args:
-        if key in OWNED_TRAINER_ARGS:
-            raise ValueError(f"'{key}' is set by w2s-trl from {OWNED_TRAINER_ARGS[key]}; remove it from args")
-        if key not in fields:
-            close = difflib.get_close_matches(key, sorted(fields), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown {cls.__name__} argument '{key}'{hint} (see the {cls.__module__}.{cls.__name__} docs)")
-    checked = {k: v for k, v in args.items() if not (k == "max_length" and v == "auto")}  # w2s-trl resolves auto
-    try:
-        # use_cpu: validation must not depend on this machine's devices
-        with _no_device_state():
-            cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **checked})
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
-    return args
-
-
-@contextlib.contextmanager
-def _no_device_state():
-    """Building a TrainingArguments starts accelerate's PartialState (here in CPU mode, from use_cpu=True), and every
-    later PartialState() would inherit it: a GPU run would load models on the CPU. Validation leaves no state behind
-    unless one existed before."""
-    from accelerate.state import PartialState
-
-    existed = PartialState._shared_state != {}
-    try:
-        yield
-    finally:
-        if not existed:
-            PartialState._reset_state()
-
-
-# Defaults that make TRL work on a small CPU machine (TRL turns activation checkpointing on, which only costs time
-# here). A recipe's `args` override them. bf16 stays TRL's default (True): on CPU it is autocast and faster than fp32.
-CPU_TRAINER_DEFAULTS: dict[str, Any] = {
-    "activation_checkpointing": False,
-    "dataloader_num_workers": 0,
-    "save_strategy": "steps",
-    "save_steps": 20,
-    "save_total_limit": 1,
-    "logging_steps": 5,
-    "disable_tqdm": False,
-}
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reward specifications (reward/*.yaml, or inline in a recipe)
-
-
-class RewardModelSpec(Strict):
-    """A weak reward model: a sequence classifier with one output, trained on `weak_train` ground truth."""
-
-    type: Literal["reward_model"] = "reward_model"
-    model: str = Field(description="model spec: hub id, local path, embedded:minilm-l6, tiny:reward-model")
-    max_length: Union[Annotated[int, Field(gt=8)], Literal["auto"]] = Field(
-        "auto", description="tokens per scored (prompt, response) text; longer prompts lose their oldest turns. auto: "
-        "the 95th percentile of weak_train's lengths, bounded by the model's limit")
-    trust_remote_code: bool = False
-    train: dict[str, Any] = Field(default_factory=dict, description="trl.RewardConfig arguments")
-    score_batch_size: int = Field(32, gt=0, description="pairs per forward pass when labelling/scoring")
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, v: str) -> str:
-        return check_model_spec(v, kind="reward")
-
-    @field_validator("train")
-    @classmethod
-    def _check_train(cls, v: dict[str, Any]) -> dict[str, Any]:
-        return check_trainer_args(v, "reward")
-
-
-class CausalSide(Strict):
-    model: str = Field(description="causal LM spec: hub id, path, embedded:smollm2-135m-instruct, tiny:causal-lm")
-    trust_remote_code: bool = False
-
-    @field_validator("model")
-    @classmethod
-    def _check_model(cls, v: str) -> str:
-        return check_model_spec(v, kind="causal")
-
-
-class RouterSpec(Strict):
-    """Picks the prompt's domain, which picks the criteria prompt and exemplars."""
-
-    type: Literal["none", "keywords", "prompted"] = "none"
-    default: str = Field("chat", description="domain when nothing matches (or the LLM's answer names no domain)")
-    keywords: dict[str, list[str]] = Field(default_factory=dict, description="keywords router: domain -> words")
-    model: str | None = Field(None, description="prompted router: the causal LM that names the domain")
-
-    @model_validator(mode="after")
-    def _needs(self) -> "RouterSpec":
-        if self.type == "keywords" and not self.keywords:
-            raise ValueError("router.type 'keywords' needs router.keywords (domain -> list of words)")
-        if self.type == "prompted":
-            if not self.model:
-                raise ValueError("router.type 'prompted' needs router.model (a causal LM spec)")
-            check_model_spec(self.model, kind="causal")
-        return self
-
-
-DENSITY_RATIO_FORMS = {
-    "models": ("strong", "weak"),
-    "adapter": ("base", "adapter"),
-    "personas": ("model", "strong_system", "weak_system"),
-}
-
-
-class DensityRatioSpec(Strict):
-    """r(x, y) = logp_S(y | c(x)) - logp_W(y | c(x)) (SCIENCE.md 3). File fields are paths (relative to the spec
-    file, its parent folder or the current directory)."""
-
-    type: Literal["density_ratio"] = "density_ratio"
-    pair: Literal["models", "adapter", "personas"] = "models"
-    strong: CausalSide | None = Field(None, description="models form: the better-aligned model S")
-    weak: CausalSide | None = Field(None, description="models form: the less-aligned model W")
-    base: str | None = Field(None, description="adapter form: the base model (W = adapter disabled)")
-    adapter: str | None = Field(None, description="adapter form: LoRA adapter folder (S = adapter enabled)")
-    model: str | None = Field(None, description="personas form: the one model")
-    strong_system: str | None = Field(None, description="personas form: text file with the aligned persona (S)")
-    weak_system: str | None = Field(None, description="personas form: text file with the unaligned persona (W)")
-    normalize: Literal["sum", "mean"] = "sum"
-    criteria: dict[str, str] = Field(default_factory=dict, description="domain -> criteria system-prompt text file")
-    exemplars: dict[str, str] = Field(default_factory=dict, description="domain -> YAML file of {prompt, good, bad}")
-    k: int = Field(0, ge=0, description="in-context exemplars per prompt (from its domain's file)")
-    router: RouterSpec = Field(default_factory=RouterSpec)
-    score_batch_size: int = Field(
-        64, gt=0, description="rows per batch: larger batches share more context and run fewer, bigger forwards"
-    )
-    precision: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: autocast, faster, less exact")
-
-    def files(self) -> list[str]:
-        """Every file or folder the spec names (its scores depend on their contents)."""
-        named = [self.adapter, self.strong_system, self.weak_system, *self.criteria.values(), *self.exemplars.values()]
-        return [f for f in named if f is not None]
-
-    @model_validator(mode="after")
-    def _check_form(self) -> "DensityRatioSpec":
-        needed = DENSITY_RATIO_FORMS[self.pair]
-        missing = [f for f in needed if getattr(self, f) is None]
-        if missing:
-            raise ValueError(f"pair '{self.pair}' needs {', '.join(needed)}; missing: {', '.join(missing)}")
-        extra = [f for form in DENSITY_RATIO_FORMS.values() for f in form if f not in needed and getattr(self, f)]
-        if extra:
-            raise ValueError(f"pair '{self.pair}' does not use {', '.join(extra)}; remove them or change pair")
-        for spec in (self.base, self.model):
-            if spec is not None:
-                check_model_spec(spec, kind="causal")
-        for f in self.files():
-            if not Path(f).exists():
-                raise ValueError(f"file '{f}' not found")
-        if self.k and not self.exemplars:
-            raise ValueError(f"k is {self.k} but no exemplars are given: add exemplars (domain -> file) or set k: 0")
-        return self
-
-
-SPEC_FILE_FIELDS = ("adapter", "strong_system", "weak_system")
-
-
-def resolve_spec_files(raw: dict, anchor: Path) -> dict:
-    """Make a density-ratio spec's file fields absolute, searched from `anchor` (the file that names them)."""
-    if not isinstance(raw, dict) or raw.get("type") != "density_ratio":
-        return raw
-
-    def fix(value):
-        if isinstance(value, str) and not Path(value).is_absolute():
-            found = find_relative(value, anchor)
-            return str(found) if found else value
-        return value
-
-    for key in SPEC_FILE_FIELDS:
-        raw[key] = fix(raw.get(key)) if key in raw else raw.get(key)
-        if raw[key] is None:
-            del raw[key]
-    for key in ("criteria", "exemplars"):
-        if isinstance(raw.get(key), dict):
-            raw[key] = {d: fix(v) for d, v in raw[key].items()}
-    return raw
-
-
-def _reward_kind(value: Any) -> str:
-    return value.get("type", "reward_model") if isinstance(value, dict) else getattr(value, "type", "reward_model")
-
-
-REWARD_TAGS: dict[str, type[BaseModel]] = {"reward_model": RewardModelSpec, "density_ratio": DensityRatioSpec}
-RewardSpec = Annotated[
-    Union[Annotated[RewardModelSpec, Tag("reward_model")], Annotated[DensityRatioSpec, Tag("density_ratio")]],
-    Discriminator(_reward_kind),
-]
-
+REWARD_TAGS: dict[str, type[BaseModel]] = {name: kind.spec for name, kind in REWARD_KINDS.items()}
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Recipe sections
@@ -474,6 +258,99 @@ class TrackingSection(Strict):
     entity: str | None = None
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# The deception probe (SCIENCE.md 2): a sweep of students over conflict kinds and strengths, mitigations and weak
+# capacities, sharing the stages they have in common (probe.py)
+
+CONFLICT_KINDS = ("multi_objective", "explicit", "implicit")
+
+
+class ConflictPoint(Strict):
+    kind: Literal["multi_objective", "explicit", "implicit"]
+    strength: float = Field(gt=0, description="multi_objective: the competing objective's weight; explicit: alpha; "
+                            "implicit: N competing ground-truth pairs")  # fmt: skip
+
+
+class ConflictSweep(Strict):
+    """Conflict strengths to sweep, per kind (each value is one student)."""
+
+    multi_objective: list[float] = Field(default_factory=list, description="weights w of the competing objective's "
+                                         "reward in r = r_target + w * r_competing (labels the student's pairs)")
+    explicit: list[float] = Field(default_factory=list, description="alpha of the explicit conflict term added to "
+                                  "the student's loss (SCIENCE.md 2)")
+    implicit: list[int] = Field(default_factory=list, description="N ground-truth pairs of the competing objective "
+                                "mixed into the student's rows")
+
+    @field_validator("multi_objective", "explicit", "implicit")
+    @classmethod
+    def _positive(cls, v: list) -> list:
+        if any(x <= 0 for x in v):
+            raise ValueError(f"strengths must be > 0 (the no-conflict student is always run), got {v}")
+        return sorted(v)
+
+
+class ConfidenceSection(Strict):
+    alpha_max: float = Field(0.75, gt=0, le=1, description="weight of the hardened-label term after warm-up")
+    warmup_frac: float = Field(0.2, ge=0, le=1, description="share of training over which alpha rises from 0")
+
+
+class MitigationSection(Strict):
+    """Each mitigation is one student, trained under `under` (the conflict it should resist)."""
+
+    under: ConflictPoint | None = Field(None, description="the conflict every mitigation runs under; null: none")
+    intermediate: RewardModelSpec | None = Field(None, description="the reward-model student between weak and "
+                                                 "strong: trains on the weak labels of w2s_train, then relabels it")
+    bootstrap: bool = Field(False, description="weak -> intermediate -> strong (needs intermediate)")
+    confidence: ConfidenceSection | None = Field(None, description="the intermediate trained with the auxiliary "
+                                                 "confidence loss (needs intermediate)")
+    weak_policy: WeakPolicySpec | None = Field(None, description="labels from a causal LM's own log-probs instead "
+                                               "of the weak reward model")
+
+    @model_validator(mode="after")
+    def _needs_intermediate(self) -> "MitigationSection":
+        if (self.bootstrap or self.confidence) and self.intermediate is None:
+            raise ValueError("bootstrap and confidence train an intermediate reward model: set mitigations.intermediate")
+        return self
+
+
+class ProbeSection(Strict):
+    target: str = Field("harmless", description="the objective the weak supervisor labels; DS and the deception gap "
+                        "are measured on its test pairs")  # fmt: skip
+    competing: str = Field("helpful", description="the objective that pays for the opposite")
+    competing_reward: RewardSpec = Field(default_factory=lambda: {"type": "gold"}, description="r of the competing "
+                                         "objective in multi_objective conflict: any reward source (gold = its ground "
+                                         "truth where the data has it)")  # fmt: skip
+    aggregation: Literal["weighted_sum", "normalize_then_sum"] = Field(
+        "normalize_then_sum", description="normalize_then_sum: each objective z-scored with statistics fixed on "
+        "weak_train, so a weight means the same whatever each reward's scale")
+    weak_name: str = Field("weak", description="name of weak.reward (the primary weak supervisor) in the report")
+    weak_capacities: dict[str, RewardSpec] = Field(
+        default_factory=dict, description="more weak supervisors (other capacities), each trained on the target's "
+        "weak_train ground truth; each gets a no-conflict student, and one under capacity_conflict")
+    capacity_conflict: ConflictPoint | None = Field(None, description="the conflict each extra weak capacity also "
+                                                    "runs under (deception against weak capacity)")
+    conflicts: ConflictSweep = Field(default_factory=ConflictSweep)
+    mitigations: MitigationSection = Field(default_factory=MitigationSection)
+    reference: Literal["ceiling", "no_conflict"] = Field(
+        "ceiling", description="K_s/U_s: where the strong ceiling is right (default), or the no-conflict student")
+
+    def model_specs(self) -> list[str]:
+        specs = [m for spec in self.weak_capacities.values() for m in spec.model_specs()]
+        specs += self.competing_reward.model_specs()
+        for spec in (self.mitigations.intermediate, self.mitigations.weak_policy):
+            if spec is not None:
+                specs += spec.model_specs()
+        return specs
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "ProbeSection":
+        if self.target == self.competing:
+            raise ValueError(f"target and competing are both '{self.target}': the probe needs two objectives")
+        if self.weak_name in self.weak_capacities:
+            raise ValueError(f"weak_capacities repeats the primary supervisor's name '{self.weak_name}'")
+        return self
+
+
 class Recipe(Strict):
     run: RunSection
     data: DataSection = Field(default_factory=DataSection)
@@ -483,9 +360,12 @@ class Recipe(Strict):
     align: AlignSection = Field(default_factory=AlignSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    probe: ProbeSection | None = Field(None, description="the deception probe: a sweep of students (probe.py)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Recipe":
+        if self.probe is not None:
+            self._check_probe(self.probe)
         if self.evaluate.region_reference == "ceiling" and not self.align.ceiling:
             raise ValueError(
                 "evaluate.region_reference is 'ceiling' but align.ceiling is false: "
@@ -501,6 +381,23 @@ class Recipe(Strict):
                 "train a ceiling on; set align.ceiling: false"
             )
         return self
+
+
+    def _check_probe(self, probe: ProbeSection) -> None:
+        missing = [o for o in (probe.target, probe.competing) if o not in self.data.objectives]
+        if missing:
+            raise ValueError(f"probe objectives {missing} are not in data.objectives {self.data.objectives}: add them")
+        if self.label.method != "weak_labels":
+            raise ValueError("the probe labels w2s_train pairs with its weak supervisors: set label.method: weak_labels")
+        if self.weak.reward.type == "multi_objective":
+            raise ValueError("probe: weak.reward is the target objective's supervisor; the probe builds the "
+                             "multi-objective reward itself (probe.competing_reward, probe.conflicts.multi_objective)")
+        uses_ceiling = probe.reference == "ceiling"
+        if uses_ceiling and not self.align.ceiling:
+            raise ValueError("probe.reference is 'ceiling' but align.ceiling is false: turn it on, or use no_conflict")
+        if (probe.conflicts.explicit or (probe.mitigations.under and probe.mitigations.under.kind == "explicit")) \
+                and self.align.trainer not in ("dpo", "simpo"):
+            raise ValueError(f"explicit conflict needs align.trainer dpo or simpo, got {self.align.trainer}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -593,8 +490,8 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
         if not isinstance(child, dict):
             raise RecipeError(f"{source}: override '{key}': {'.'.join(parts[: i + 1])} is not a mapping")
         node = child
-        if annotation is not None and typing.get_origin(annotation) is Annotated and part == "reward":
-            model = REWARD_TAGS.get(_reward_kind(child), RewardModelSpec)  # the reward union: the member in the file
+        if part == "reward":
+            model = REWARD_TAGS.get(reward_kind(child), RewardModelSpec)  # the reward union: the member in the file
         else:
             model = _model_in(annotation) if annotation is not None else None
 
@@ -602,16 +499,22 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
 def _resolve_reward(raw: dict, recipe_path: Path) -> None:
     """`weak.reward: reward/x.yaml` -> the file's contents (paths relative to the recipe's repo or the cwd)."""
     weak = raw.get("weak")
-    if isinstance(weak, dict) and isinstance(weak.get("reward"), str):
-        spec_path = find_relative(weak["reward"], recipe_path)
+    if isinstance(weak, dict) and "reward" in weak:
+        weak["reward"] = resolve_reward_raw(weak["reward"], recipe_path, "weak.reward")
+
+
+def resolve_reward_raw(value: Any, anchor: Path, where: str) -> Any:
+    """A reward given as a file name -> the file's validated contents; an inline mapping -> its file fields made
+    absolute. Recursive: a multi-objective reward's objectives may name files too."""
+    if isinstance(value, str):
+        spec_path = find_relative(value, anchor)
         if spec_path is None:
-            raise RecipeError(
-                f"{recipe_path}: weak.reward: file '{weak['reward']}' not found "
-                f"(looked next to the recipe, in its parent and in the current directory)"
-            )
-        weak["reward"] = load_reward_spec_raw(spec_path)
-    elif isinstance(weak, dict) and isinstance(weak.get("reward"), dict):
-        resolve_spec_files(weak["reward"], recipe_path)
+            raise RecipeError(f"{anchor}: {where}: file '{value}' not found "
+                              f"(looked next to the recipe, in its parent and in the current directory)")  # fmt: skip
+        return load_reward_spec_raw(spec_path)
+    if isinstance(value, dict) and reward_kind(value) in REWARD_KINDS:
+        return REWARD_KINDS[reward_kind(value)].spec.resolve_files(value, anchor)
+    return value
 
 
 def find_relative(name: str, anchor: Path) -> Path | None:
@@ -635,7 +538,7 @@ def read_yaml(path: Path) -> dict:
 
 
 def load_reward_spec_raw(path: Path) -> dict:
-    data = resolve_spec_files(read_yaml(path), path)
+    data = resolve_reward_raw(read_yaml(path), path, "reward")
     try:
         reward_spec_adapter().validate_python(data)
     except ValidationError as e:
@@ -649,10 +552,10 @@ def reward_spec_adapter() -> TypeAdapter:
 
 
 def _reward_schema(data: Any) -> type[BaseModel]:
-    return DensityRatioSpec if _reward_kind(data) == "density_ratio" else RewardModelSpec
+    return REWARD_TAGS.get(reward_kind(data), RewardModelSpec)
 
 
-def load_reward_spec(path: str | Path) -> RewardModelSpec | DensityRatioSpec:
+def load_reward_spec(path: str | Path):
     path = Path(path)
     return reward_spec_adapter().validate_python(load_reward_spec_raw(path))
 
@@ -685,6 +588,8 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
     r.strong.model = "tiny:causal-lm"
     r.weak.reward = smoke_reward(r.weak.reward)
+    if r.probe is not None:
+        smoke_probe(r.probe)
     r.label.best_of_n.n = min(r.label.best_of_n.n, 3)
     r.label.best_of_n.max_new_tokens = min(r.label.best_of_n.max_new_tokens, 8)
     r.align.args = {
@@ -698,23 +603,20 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     return r
 
 
-def smoke_reward(spec: RewardModelSpec | DensityRatioSpec) -> RewardModelSpec | DensityRatioSpec:
+def smoke_probe(probe: ProbeSection) -> None:
+    """Every model of the probe on tiny local ones; one strength per conflict kind (the sweep's shape stays)."""
+    probe.weak_capacities = {name: spec.smoke() for name, spec in probe.weak_capacities.items()}
+    probe.competing_reward = probe.competing_reward.smoke()
+    m = probe.mitigations
+    m.intermediate = m.intermediate.smoke() if m.intermediate else None
+    m.weak_policy = m.weak_policy.smoke() if m.weak_policy else None
+    c = probe.conflicts
+    c.multi_objective, c.explicit, c.implicit = c.multi_objective[-1:], c.explicit[-1:], c.implicit[-1:]
+
+
+def smoke_reward(spec):
     """The same reward source on tiny local models."""
-    spec = spec.model_copy(deep=True)
-    if isinstance(spec, RewardModelSpec):
-        spec.model = "tiny:reward-model"
-        spec.train = {**spec.train, "max_steps": 2, "per_device_train_batch_size": 8, "save_steps": 1}
-        return spec
-    for side in (spec.strong, spec.weak):
-        if side is not None:
-            side.model = "tiny:causal-lm"
-    if spec.model is not None:
-        spec.model = "tiny:causal-lm"
-    if spec.router.model is not None:
-        spec.router.model = "tiny:causal-lm"
-    if spec.pair == "adapter":
-        raise RecipeError("--smoke cannot swap the base of a trained adapter for a tiny model; use the models form")
-    return spec
+    return spec.smoke()
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -101,6 +101,7 @@ class RunDir:
             write_json_atomic(work.out / "stage.json", record)
             if final.exists():
                 shutil.rmtree(final)
+            final.parent.mkdir(parents=True, exist_ok=True)  # a nested stage name (weak/harmless) has a parent folder
             os.replace(work.out, final)
             shutil.rmtree(work_root, ignore_errors=True)
         self.barrier()

@@ -58,13 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     from w2s_trl.data import SPLITS, load_source, split_rows
     from w2s_trl.metrics import pair_score_summary
     from w2s_trl.models import is_hub_spec
-    from w2s_trl.pipeline import reward_model_specs
     from w2s_trl.recipe import SplitFractions, load_reward_spec
 
     try:
         spec = load_reward_spec(a.reward)
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-        if not any(is_hub_spec(s) for s in reward_model_specs(spec)) and (a.data == "testbed:hh" or Path(a.data).exists()):
+        if not any(is_hub_spec(s) for s in spec.model_specs()) and (a.data == "testbed:hh" or Path(a.data).exists()):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         protocol_split = a.split in SPLITS
         loaded = load_source(a.data, a.size, a.seed, ["helpful", "harmless"],

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from w2s_trl.evaluate import flags, policy_logprobs, policy_margins, summarize
+from w2s_trl.evaluation import flags, policy_logprobs, policy_margins, summarize
 from w2s_trl.recipe import load_recipe
 from w2s_trl.scoring import encode_prompt_response
 

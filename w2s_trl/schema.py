@@ -1,0 +1,96 @@
+"""Shared pieces of the typed recipe schema: the strict base model and the pass-through of TRL trainer arguments
+(every key checked against the TRL config class that will receive it). Reward specifications (w2s_trl/rewards/) and
+recipe sections (recipe.py) both build on it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import functools
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+# Trainer arguments that w2s-trl sets itself from other sections; a recipe must not set them in `args`.
+OWNED_TRAINER_ARGS = {
+    "output_dir": "the run directory (run.output_dir / run.name)",
+    "run_name": "run.name",
+    "seed": "run.seed",
+    "report_to": "tracking.report_to",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trainer argument pass-through
+
+
+@functools.cache
+def trl_config_class(name: str) -> type:
+    """The TRL config dataclass that receives a section's `args`; imported lazily (nothing at import time)."""
+    if name == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig
+    if name == "simpo":
+        from trl.experimental.cpo import CPOConfig
+
+        return CPOConfig
+    if name == "reward":
+        from trl import RewardConfig
+
+        return RewardConfig
+    raise KeyError(name)
+
+
+def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
+    """Every key must be a field of the TRL config class; values are checked by building the config once."""
+    cls = trl_config_class(trainer)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in args:
+        if key in OWNED_TRAINER_ARGS:
+            raise ValueError(f"'{key}' is set by w2s-trl from {OWNED_TRAINER_ARGS[key]}; remove it from args")
+        if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown {cls.__name__} argument '{key}'{hint} (see the {cls.__module__}.{cls.__name__} docs)")
+    checked = {k: v for k, v in args.items() if not (k == "max_length" and v == "auto")}  # w2s-trl resolves auto
+    try:
+        # use_cpu: validation must not depend on this machine's devices
+        with _no_device_state():
+            cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **checked})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
+    return args
+
+
+@contextlib.contextmanager
+def _no_device_state():
+    """Building a TrainingArguments starts accelerate's PartialState (here in CPU mode, from use_cpu=True), and every
+    later PartialState() would inherit it: a GPU run would load models on the CPU. Validation leaves no state behind
+    unless one existed before."""
+    from accelerate.state import PartialState
+
+    existed = PartialState._shared_state != {}
+    try:
+        yield
+    finally:
+        if not existed:
+            PartialState._reset_state()
+
+
+# Defaults that make TRL work on a small CPU machine (TRL turns activation checkpointing on, which only costs time
+# here). A recipe's `args` override them. bf16 stays TRL's default (True): on CPU it is autocast and faster than fp32.
+CPU_TRAINER_DEFAULTS: dict[str, Any] = {
+    "activation_checkpointing": False,
+    "dataloader_num_workers": 0,
+    "save_strategy": "steps",
+    "save_steps": 20,
+    "save_total_limit": 1,
+    "logging_steps": 5,
+    "disable_tqdm": False,
+}
