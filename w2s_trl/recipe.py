@@ -503,6 +503,23 @@ def _resolve_reward(raw: dict, recipe_path: Path) -> None:
         weak["reward"] = resolve_reward_raw(weak["reward"], recipe_path, "weak.reward")
 
 
+def _resolve_probe_rewards(raw: dict, recipe_path: Path) -> None:
+    """The probe's reward fields may name files under reward/ too."""
+    probe = raw.get("probe")
+    if not isinstance(probe, dict):
+        return
+    if "competing_reward" in probe:
+        probe["competing_reward"] = resolve_reward_raw(probe["competing_reward"], recipe_path, "probe.competing_reward")
+    if isinstance(probe.get("weak_capacities"), dict):
+        probe["weak_capacities"] = {name: resolve_reward_raw(v, recipe_path, f"probe.weak_capacities.{name}")
+                                    for name, v in probe["weak_capacities"].items()}  # fmt: skip
+    mitigations = probe.get("mitigations")
+    if isinstance(mitigations, dict):
+        for key in ("intermediate", "weak_policy"):
+            if mitigations.get(key) is not None:
+                mitigations[key] = resolve_reward_raw(mitigations[key], recipe_path, f"probe.mitigations.{key}")
+
+
 def resolve_reward_raw(value: Any, anchor: Path, where: str) -> Any:
     """A reward given as a file name -> the file's validated contents; an inline mapping -> its file fields made
     absolute. Recursive: a multi-objective reward's objectives may name files too."""
@@ -571,6 +588,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False
                 _resolve_reward(raw, path)
             apply_override(raw, o)
         _resolve_reward(raw, path)
+        _resolve_probe_rewards(raw, path)
         try:
             return Recipe.model_validate(raw)
         except ValidationError as e:

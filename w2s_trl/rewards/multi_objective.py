@@ -124,22 +124,33 @@ class MultiObjectiveSource(RewardSource):
         sources = {name: build_reward_source(o.reward, context, f"{key}.{name}") for name, o in spec.objectives.items()}
         return cls(spec, sources, context.stats.get(key))
 
-    def score_components(self, prompts, completions, ids=None, count=None, partners=None, rows=None):
+    def objective_rewards(self, prompts, completions, ids=None, count=None, partners=None, rows=None):
+        """{objective: rewards}, each from its own source."""
         parts = {}
         for i, (name, source) in enumerate(self.sources.items()):
             counted = count if i == 0 else None  # one row count per stage, from the first objective
             parts[name] = source.score_components(prompts, completions, ids, counted, partners, rows)["total"]
+        return parts
+
+    def score_components(self, prompts, completions, ids=None, count=None, partners=None, rows=None):
         if self.spec.aggregation == "normalize_then_sum" and self.stats is None and rows is not None:
             raise ValueError("normalize_then_sum scores pairs with statistics fixed on weak_train: call "
                              "fit_normalization(weak_train rows) first (the label stage does)")  # fmt: skip
+        parts = self.objective_rewards(prompts, completions, ids, count, partners, rows)
         return {"total": aggregate(parts, self.weights, self.spec.aggregation, self.stats), **parts}
 
     def score(self, prompts, completions, ids=None, count=None, partners=None):
         return self.score_components(prompts, completions, ids, count, partners)["total"]
 
-    def fit_normalization(self, rows: Sequence[dict]) -> dict:
-        """mu_k, sd_k of each objective's rewards over both responses of `rows` (weak_train); kept on the source and
-        returned for the stage record."""
-        parts = self.score_pair_components(rows) if self.spec.aggregation == "normalize_then_sum" else {}
-        self.stats = {k: fit_stats(list(c) + list(r)) for k, (c, r) in parts.items() if k != "total"} or None
+    def fit_normalization(self, rows: Sequence[dict]) -> dict | None:
+        """mu_k, sd_k of each objective's rewards over both responses of `rows` (weak_train), kept on the source and
+        returned for the stage record; None for weighted_sum (nothing to fix)."""
+        if self.spec.aggregation != "normalize_then_sum":
+            return None
+        prompts = [r["prompt"] for r in rows]
+        sides = [{**r, "_side": "chosen"} for r in rows] + [{**r, "_side": "rejected"} for r in rows]
+        completions = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+        parts = self.objective_rewards(prompts + prompts, completions, partners=completions[len(rows):] +
+                                       completions[: len(rows)], rows=sides)  # fmt: skip
+        self.stats = {k: fit_stats(v) for k, v in parts.items()}
         return self.stats
