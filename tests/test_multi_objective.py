@@ -149,3 +149,25 @@ def test_multi_objective_spec_checks():
     assert list(spec.trained()) == ["weak.harmless"] and spec.model_specs() == ["tiny:reward-model"]
     ctx = SourceContext()
     assert ctx.trained == {}
+
+
+def test_hub_subsets_are_read_per_objective_and_pku_rows_know_both(monkeypatch):
+    import w2s_trl.data as data
+
+    calls = []
+
+    def fake_hub(dataset_id, split, name=None, data_dir=None):
+        calls.append((dataset_id, split, name, data_dir))
+        text = "harm" if data_dir == "harmless-base" else "help"
+        return [{"chosen": f"\n\nHuman: {text} q\n\nAssistant: good", "rejected": f"\n\nHuman: {text} q\n\nAssistant: bad"}]
+
+    monkeypatch.setattr(data, "read_hub_dataset", fake_hub)
+    loaded = data.load_source("Anthropic/hh-rlhf", objectives=["helpful", "harmless"],
+                              hub_data_dir={"harmless": "harmless-base", "helpful": "helpful-base"})  # fmt: skip
+    assert sorted(r["objective"] for r in loaded.rows) == ["harmless", "helpful"]
+    assert {c[3] for c in calls} == {"harmless-base", "helpful-base"}
+    pku = {"prompt": "q", "response_0": "a", "response_1": "b", "better_response_id": 0, "safer_response_id": 1}
+    row = data.normalize_record(pku, "pku row 0", "harmless")
+    # oriented by harmlessness (b chosen); helpfulness prefers a = this row's rejected
+    assert row["chosen"][0]["content"] == "b" and row["preferences"] == {"helpful": -1, "harmless": 1}
+    assert objective_rows([row], "helpful")[0]["chosen"][0]["content"] == "a"

@@ -79,11 +79,14 @@ def _as_messages(value, role: str) -> list[dict[str, str]]:
     raise TypeError(type(value).__name__)
 
 
-def normalize_record(record: dict, where: str, hub_objective: str = "harmless") -> dict:
+def normalize_record(record: dict, where: str, hub_objective: str = "harmless", objective: str | None = None) -> dict:
     """Any supported record -> the row format (id, objective, category, subtlety and group filled if missing); a
     malformed record raises a DataError that names it."""
     try:
-        return _normalize(record, where, hub_objective)
+        row = _normalize(record, where, hub_objective)
+        if objective is not None and "objective" not in record:  # a subset that is one objective (HH harmless-base)
+            row["objective"] = objective
+        return row
     except KeyError as e:
         keys = ", ".join(sorted(map(str, record))) if isinstance(record, dict) else type(record).__name__
         raise DataError(f"{where}: missing field {e} (fields present: {keys}); a preference row needs prompt/chosen/"
@@ -161,13 +164,14 @@ def read_local_file(path: Path) -> list[dict]:
     raise DataError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
 
 
-def read_hub_dataset(dataset_id: str, split: str) -> list[dict]:
+def read_hub_dataset(dataset_id: str, split: str, name: str | None = None, data_dir: str | None = None) -> list[dict]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(dataset_id, split=split)
+        ds = datasets.load_dataset(dataset_id, name, split=split, data_dir=data_dir)
     except Exception as e:  # noqa: BLE001 - datasets raises many types; the user needs the id and the cause
-        raise DataError(f"data.source '{dataset_id}' (split '{split}'): cannot load from the hub: {e}") from None
+        where = "".join(f", {k} '{v}'" for k, v in (("name", name), ("data_dir", data_dir)) if v)
+        raise DataError(f"data.source '{dataset_id}' (split '{split}'{where}): cannot load from the hub: {e}") from None
     return ds.to_list()
 
 
@@ -187,7 +191,8 @@ class Loaded:
 
 def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[str] = ("helpful", "harmless"),
                 hub_split: str = "train", hub_objective: str = "harmless", on_invalid: str = "skip",
-                testbed_options=None) -> Loaded:  # fmt: skip
+                testbed_options=None, hub_name: str | None = None,
+                hub_data_dir: str | dict[str, str] | None = None) -> Loaded:  # fmt: skip
     """All valid rows of a source, ids unique. A malformed row is skipped and counted (`on_invalid: skip`, with a few
     named in the log) or stops the load (`error`); a source with no valid row is always an error."""
     if source == "testbed:hh":
@@ -196,15 +201,23 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
         rows = generate_testbed(size=size, seed=seed, objectives=list(objectives), options=testbed_options)
         return Loaded(attach_preferences(rows))
     path = Path(source)
-    # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`
-    records = read_local_file(path) if path.is_file() else read_hub_dataset(source, hub_split)
+    # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`; a data_dir
+    # mapping reads one subset per objective (HH-RLHF: {harmless: harmless-base, helpful: helpful-base})
+    if path.is_file():
+        parts = [(None, read_local_file(path))]
+    elif isinstance(hub_data_dir, dict):
+        parts = [(obj, read_hub_dataset(source, hub_split, hub_name, d)) for obj, d in hub_data_dir.items()
+                 if obj in set(objectives)]  # fmt: skip
+    else:
+        parts = [(None, read_hub_dataset(source, hub_split, hub_name, hub_data_dir))]
+    records = [(obj, i, record) for obj, part in parts for i, record in enumerate(part)]
     out, seen = Loaded([]), set()
-    for i, record in enumerate(records):
-        where = f"{source} row {i}"
+    for objective, i, record in records:
+        where = f"{source} row {i}" + (f" ({objective})" if objective else "")
         try:
             if not isinstance(record, dict):
                 raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
-            row = normalize_record(record, where, hub_objective)
+            row = normalize_record(record, where, hub_objective, objective)
         except DataError as e:
             if on_invalid == "error":
                 raise DataError(f"{e} (data.on_invalid is 'error'; set it to 'skip' to skip and count such rows)") from None
@@ -261,6 +274,8 @@ def objective_rows(rows: list[dict], objective: str) -> list[dict]:
         if pref is None:
             continue
         oriented = {**row, "objective": objective, "preferences": {k: v * pref for k, v in prefs.items()}}
+        if row.get("objective") != objective:  # the same pair, read for another objective: its own id
+            oriented["id"] = f"{row['id']}@{objective}"
         if pref < 0:
             oriented["chosen"], oriented["rejected"] = row["rejected"], row["chosen"]
         key = json.dumps([oriented["prompt"], oriented["chosen"], oriented["rejected"]], sort_keys=True)

@@ -211,7 +211,7 @@ def compute_data(run: Run, work: StageWork) -> dict:
 
     d, r = run.r.data, run.r
     loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
-                         d.testbed.options())  # fmt: skip
+                         d.testbed.options(), d.hub_name, d.hub_data_dir)  # fmt: skip
     splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
     for name, split in splits.items():
         write_jsonl(work.out / f"{name}.jsonl", split)

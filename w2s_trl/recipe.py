@@ -128,6 +128,10 @@ class DataSection(Strict):
     objectives: list[Literal["helpful", "harmless"]] = Field(["helpful", "harmless"], min_length=1)
     testbed: TestbedSection = Field(default_factory=TestbedSection)
     hub_split: str = Field("train", description="split to read from a hub dataset or a dataset dict")
+    hub_name: str | None = Field(None, description="a hub dataset's configuration name (load_dataset's `name`)")
+    hub_data_dir: Union[str, dict[Literal["helpful", "harmless"], str], None] = Field(
+        None, description="a hub dataset's data_dir, or one per objective: Anthropic/hh-rlhf "
+        "{harmless: harmless-base, helpful: helpful-base} reads both subsets, each row tagged with its objective")
     hub_objective: Literal["helpful", "harmless"] = Field(
         "harmless", description="PKU-SafeRLHF: which ground truth orders a pair (better_ or safer_response_id)"
     )
