@@ -96,6 +96,8 @@ def sized_reward_models(r: Recipe) -> dict:
             out.update(spec.trained(f"probe.{name}"))
         if r.probe.mitigations.intermediate is not None:
             out["probe.intermediate"] = r.probe.mitigations.intermediate
+        if r.probe.competing_reward.type == "reward_model":
+            out["probe.competing"] = r.probe.competing_reward
     return out
 
 

@@ -352,6 +352,9 @@ class ProbeSection(Strict):
             raise ValueError(f"target and competing are both '{self.target}': the probe needs two objectives")
         if self.weak_name in self.weak_capacities:
             raise ValueError(f"weak_capacities repeats the primary supervisor's name '{self.weak_name}'")
+        reserved = {"competing", "weak_policy", "ceiling", "base"} & ({self.weak_name} | set(self.weak_capacities))
+        if reserved:
+            raise ValueError(f"weak supervisor names {sorted(reserved)} are reserved by the probe; rename them")
         return self
 
 
@@ -606,6 +609,10 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     """The same pipeline on tiny local models and tiny splits: minutes -> seconds, no download."""
     r = recipe.model_copy(deep=True)
     r.run.name = f"{r.run.name}-smoke"
+    if r.data.source != "testbed:hh" and not Path(r.data.source).exists():  # a hub dataset: no download in a smoke run
+        print(f"[w2s-trl] smoke: data.source '{r.data.source}' is a hub dataset; using testbed:hh instead", flush=True)
+        r.data.source, r.data.hub_data_dir, r.data.hub_name = "testbed:hh", None, None
+        r.data.objectives = ["helpful", "harmless"] if r.probe is not None else r.data.objectives
     r.data.size = min(r.data.size, 120)
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
     r.strong.model = "tiny:causal-lm"

@@ -1,0 +1,461 @@
+"""The deception probe (SCIENCE.md 2), top to bottom: does a strong student aligned by a weak supervisor on one
+objective (the target, e.g. harmlessness) stay aligned where the weak supervisor can check, and go wrong exactly where
+it cannot, when another objective (the competing one, e.g. helpfulness) pays for the opposite?
+
+A recipe's `probe` section declares a sweep of students (`probe_variants`):
+  no_conflict                   the W2S student on the weak supervisor's labels (the baseline of every comparison);
+  multi_objective-<w>           labels from r = r_target + w * r_competing (normalised on weak_train);
+  explicit-<alpha>              the no-conflict labels, plus the explicit conflict term in the student's loss;
+  implicit-<N>                  the no-conflict labels plus N ground-truth pairs of the competing objective;
+  bootstrap / confidence        weak -> intermediate reward model (plain, or with the auxiliary confidence loss) ->
+                                strong, under `mitigations.under`;
+  weak_policy                   labels from a causal LM's own log-probs, under `mitigations.under`;
+  no_conflict[<capacity>] ...   the same for each other weak capacity (and one conflict, `capacity_conflict`).
+
+Stages they share run once, in the run directory: `data`, `weak/<supervisor>` (each weak reward model trained on the
+target's weak_train ground truth), `ceiling` (the strong model on the target's w2s_train ground truth). Each variant
+has its own `variants/<name>/label` and `variants/<name>/student`; one `evaluate` stage scores every model on the same
+test pairs, and `probe/` holds report.md, the plots and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from w2s_trl.pipeline import Run, align_inputs, compute_data, data_inputs, start_run
+from w2s_trl.recipe import CONFLICT_KINDS, ConflictPoint, ProbeSection, Recipe
+from w2s_trl.rundir import StageWork, write_json_atomic, write_text_atomic
+
+STRENGTH_LABEL = {"multi_objective": "w", "explicit": "alpha", "implicit": "N"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    weak: str  # the weak supervisor whose labels (and knowledge K_w) the student builds on
+    kind: str  # "none" or a conflict kind
+    strength: float | None
+    mitigation: str | None = None  # bootstrap | confidence | weak_policy
+
+
+def conflict_name(point: ConflictPoint | None) -> str:
+    return "no_conflict" if point is None else f"{point.kind}-{point.strength:g}"
+
+
+def probe_variants(probe: ProbeSection) -> list[Variant]:
+    """Every student of the sweep, in report order; names are unique and safe as folder names."""
+    primary = probe.weak_name
+    out = [Variant("no_conflict", primary, "none", None)]
+    for kind in CONFLICT_KINDS:
+        for strength in getattr(probe.conflicts, kind):
+            out.append(Variant(conflict_name(ConflictPoint(kind=kind, strength=strength)), primary, kind, strength))
+    m = probe.mitigations
+    kind, strength = (m.under.kind, m.under.strength) if m.under else ("none", None)
+    suffix = f"@{conflict_name(m.under)}"
+    for mitigation, on in (("bootstrap", m.bootstrap), ("confidence", m.confidence), ("weak_policy", m.weak_policy)):
+        if on:
+            weak = "weak_policy" if mitigation == "weak_policy" else primary
+            out.append(Variant(mitigation + suffix, weak, kind, strength, mitigation))
+    for name in probe.weak_capacities:
+        out.append(Variant(f"no_conflict[{name}]", name, "none", None))
+        if probe.capacity_conflict is not None:
+            c = probe.capacity_conflict
+            out.append(Variant(f"{conflict_name(c)}[{name}]", name, c.kind, c.strength))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Rows
+
+
+def target_rows(run: Run, split: str) -> list[dict]:
+    from w2s_trl.data import objective_rows
+
+    return objective_rows(run.split(split), run.r.probe.target)
+
+
+def implicit_rows(run: Run, n: int) -> list[dict]:
+    """N ground-truth pairs of the competing objective from w2s_train (seeded), each marked `implicit`."""
+    from w2s_trl.data import objective_rows
+
+    pool = objective_rows(run.split("w2s_train"), run.r.probe.competing)
+    if len(pool) < n:
+        raise ValueError(f"probe.conflicts.implicit asks for {n} {run.r.probe.competing} pairs but w2s_train holds "
+                         f"{len(pool)}: lower N, or raise data.max_rows.w2s_train")  # fmt: skip
+    chosen = random.Random(f"implicit-{run.r.run.seed}").sample(pool, n)
+    return [{**row, "gt_label": 1, "weak_correct": True, "implicit": True} for row in chosen]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Supervisors: each weak reward model trained once on the target's weak_train ground truth
+
+
+def supervisor_specs(r: Recipe) -> dict:
+    specs = {r.probe.weak_name: r.weak.reward, **r.probe.weak_capacities}
+    if r.probe.mitigations.weak_policy is not None:
+        specs["weak_policy"] = r.probe.mitigations.weak_policy
+    return specs
+
+
+def length_key(r: Recipe, name: str) -> str:
+    return "weak" if name == r.probe.weak_name else f"probe.{name}"
+
+
+def run_supervisors(run: Run) -> dict[str, dict]:
+    """{name: {"spec", "stage" (None when nothing is trained), "key"}}; trains each reward model once: the weak
+    supervisors on the target's weak_train ground truth, a competing reward model (`competing` entry) on the competing
+    objective's."""
+    from w2s_trl.weak import train_reward_model
+
+    r, out = run.r, {}
+    specs = dict(supervisor_specs(r))
+    if r.probe.competing_reward.type == "reward_model":
+        specs["competing"] = r.probe.competing_reward
+    for name, spec in specs.items():
+        key = length_key(r, name)
+        objective = r.probe.competing if name == "competing" else r.probe.target
+        stage = None
+        if spec.type == "reward_model":
+            stage = f"weak/{name}"
+
+            def compute(work: StageWork, spec=spec, key=key, name=name, objective=objective) -> dict:
+                from w2s_trl.data import objective_rows
+
+                rows = objective_rows(run.split("weak_train"), objective)
+                return train_reward_model(spec, rows, work, r.run.seed, run.report_to, f"{r.run.name}/weak/{name}",
+                                          run.max_length[key])  # fmt: skip
+
+            inputs = {"reward": spec.model_dump(), "data": run.fp("data"), "seed": r.run.seed, "objective": objective}
+            run.rd.run(stage, inputs, compute, all_ranks=True)
+        out[name] = {"spec": spec, "stage": stage, "key": key}
+    return out
+
+
+def supervisor_source(run: Run, sup: dict, competing_weight: float | None = None, competing: dict | None = None):
+    """The supervisor's reward source; with `competing_weight`, the multi-objective mix r_target + w * r_competing
+    (normalisation statistics fixed on the target's weak_train rows; `competing`: the trained competing reward
+    model's entry, when the competing reward is one)."""
+    from w2s_trl.rewards import MultiObjectiveSpec, SourceContext, build_reward_source
+
+    probe = run.r.probe
+    trained = {} if sup["stage"] is None else {"weak": str(run.rd.stage_dir(sup["stage"]) / "model")}
+    context = SourceContext(trained, {"weak": run.max_length.get(sup["key"])})
+    if competing_weight is None:
+        return build_reward_source(sup["spec"], context)
+    spec = MultiObjectiveSpec(aggregation=probe.aggregation, objectives={
+        probe.target: {"weight": 1.0, "reward": sup["spec"]},
+        probe.competing: {"weight": competing_weight, "reward": probe.competing_reward},
+    })  # fmt: skip
+    key, other = f"weak.{probe.target}", f"weak.{probe.competing}"
+    context = SourceContext({key: trained["weak"]} if trained else {}, {key: context.max_length["weak"]})
+    if competing is not None:
+        context.trained[other] = str(run.rd.stage_dir(competing["stage"]) / "model")
+        context.max_length[other] = run.max_length.get(competing["key"])
+    source = build_reward_source(spec, context)
+    source.fit_normalization(target_rows(run, "weak_train"))
+    return source
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One variant: labels, then the student
+
+
+def variant_label(run: Run, v: Variant, sups: dict[str, dict], work: StageWork) -> dict:
+    """Weak labels of the target's w2s_train pairs for this variant (through an intermediate model for bootstrap and
+    confidence), plus N competing pairs for implicit conflict; writes `w2s_train.labelled.jsonl`."""
+    from w2s_trl.data import read_jsonl, write_jsonl
+    from w2s_trl.label import label_with_source
+
+    r, rows = run.r, target_rows(run, "w2s_train")
+    weight = v.strength if v.kind == "multi_objective" else None
+    source = supervisor_source(run, sups[v.weak], weight, sups.get("competing"))
+    record = {"weak": label_with_source(source, rows, work.out, run.max_length.get(sups[v.weak]["key"]))}
+    if getattr(source, "stats", None):
+        record["normalization"] = source.stats
+    if v.mitigation in ("bootstrap", "confidence"):
+        from w2s_trl.rewards import SourceContext, build_reward_source
+        from w2s_trl.weak import train_reward_model
+
+        m = r.probe.mitigations
+        labelled = read_jsonl(work.out / "w2s_train.labelled.jsonl")
+        sub = StageWork(out=work.out / "intermediate", checkpoints=work.checkpoints / "intermediate")
+        sub.out.mkdir(parents=True, exist_ok=True)
+        confidence = m.confidence.model_dump() if v.mitigation == "confidence" else None
+        ml = run.max_length["probe.intermediate"]
+        record["intermediate"] = train_reward_model(m.intermediate, labelled, sub, r.run.seed, run.report_to,
+                                                    f"{r.run.name}/{v.name}/intermediate", ml,
+                                                    confidence=confidence)  # fmt: skip
+        inter = build_reward_source(m.intermediate, SourceContext({"weak": str(sub.out / "model")}, {"weak": ml}))
+        record["relabel"] = label_with_source(inter, rows, work.out, ml)  # overwrites the file: the strong's labels
+    if v.kind == "implicit":
+        labelled = read_jsonl(work.out / "w2s_train.labelled.jsonl")
+        extra = implicit_rows(run, int(v.strength))
+        write_jsonl(work.out / "w2s_train.labelled.jsonl", labelled + extra)
+        record["implicit_rows"] = len(extra)
+    final = record.get("relabel", record["weak"])
+    record.update(rows=final["rows"], labelled=final["labelled"] + record.get("implicit_rows", 0),
+                  weak_label_accuracy=final["weak_label_accuracy"])  # fmt: skip
+    return record
+
+
+def run_variant(run: Run, v: Variant, sups: dict[str, dict]) -> Path:
+    from w2s_trl.align import adapter_dir, train_policy
+    from w2s_trl.data import read_jsonl
+
+    r, sup = run.r, sups[v.weak]
+    upstream = {"data": run.fp("data"), "weak": run.fp(sup["stage"]) if sup["stage"] else sup["spec"].model_dump(),
+                "competing": run.fp(sups["competing"]["stage"]) if "competing" in sups else None}
+    label_inputs = {"variant": asdict(v), "probe": r.probe.model_dump(include={"target", "competing", "aggregation",
+                    "competing_reward", "mitigations"}), "upstream": upstream, "seed": r.run.seed}  # fmt: skip
+    label = run.rd.run(f"variants/{v.name}/label", label_inputs, lambda work: variant_label(run, v, sups, work))
+    alpha = v.strength if v.kind == "explicit" else 0.0
+    student_inputs = {**align_inputs(run), "rows": run.fp(f"variants/{v.name}/label"), "conflict_alpha": alpha}
+
+    def compute(work: StageWork) -> dict:
+        rows = read_jsonl(label / "w2s_train.labelled.jsonl")
+        return train_policy(r, rows, work, f"{r.run.name}/{v.name}", run.max_length["strong"], "student",
+                            conflict_alpha=alpha)  # fmt: skip
+
+    return adapter_dir(run.rd.run(f"variants/{v.name}/student", student_inputs, compute, all_ranks=True))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def run_probe(recipe: Recipe, stop_after: str | None = None) -> Path:
+    from w2s_trl.align import adapter_dir, train_policy
+
+    start = time.perf_counter()
+    run = start_run(recipe)
+    r, rd = recipe, run.rd
+    variants = probe_variants(r.probe)
+    print(f"[w2s-trl] probe: {len(variants)} students: {', '.join(v.name for v in variants)}", flush=True)
+    rd.run("data", data_inputs(run), lambda work: compute_data(run, work))
+    if stop_after == "data":
+        return rd.root
+    sups = run_supervisors(run)
+    if stop_after == "weak":
+        return rd.root
+    adapters = {}
+    if r.align.ceiling:
+        ceiling_inputs = {**align_inputs(run), "rows": run.fp("data"), "target": r.probe.target}
+        ceiling = rd.run("ceiling", ceiling_inputs, lambda work: train_policy(
+            r, target_rows(run, "w2s_train"), work, f"{r.run.name}/ceiling", run.max_length["strong"], "ceiling"),
+            all_ranks=True)  # fmt: skip
+        adapters["ceiling"] = adapter_dir(ceiling)
+    for i, v in enumerate(variants, 1):
+        print(f"[w2s-trl] probe: student {i}/{len(variants)}: {v.name}", flush=True)
+        adapters[v.name] = run_variant(run, v, sups)
+    if stop_after in ("label", "student", "ceiling"):
+        return rd.root
+    eval_inputs = {"evaluate": r.evaluate.model_dump(), "probe": r.probe.model_dump(),
+                   "upstream": {name: fp_of(rd, path) for name, path in adapters.items()},
+                   "supervisors": {n: fp_of(rd, rd.stage_dir(s["stage"])) if s["stage"] else s["spec"].model_dump()
+                                   for n, s in sups.items()}, "data": run.fp("data")}  # fmt: skip
+    eval_dir = rd.run("evaluate", eval_inputs, lambda work: evaluate_probe(run, variants, sups, adapters, work))
+    if stop_after == "evaluate" or not rd.is_main:
+        return rd.root
+    finish_probe(run, variants, eval_dir, time.perf_counter() - start)
+    return rd.root
+
+
+def fp_of(rd, stage_path: Path) -> str:
+    """The fingerprint of the stage that holds `stage_path` (a stage folder or its adapter/ subfolder)."""
+    path = Path(stage_path)
+    record = path / "stage.json" if (path / "stage.json").exists() else path.parent / "stage.json"
+    return json.loads(record.read_text())["fingerprint"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluate: every model on the same test pairs; then the probe's numbers with paired intervals
+
+
+def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict[str, Path], work: StageWork) -> dict:
+    from w2s_trl.data import write_jsonl
+    from w2s_trl.evaluation import policy_logprobs, policy_margins, trainer_beta
+    from w2s_trl.truncation import TruncationCount
+
+    from w2s_trl.data import objective_rows
+
+    r, split = run.r, run.split("test")
+    test = objective_rows(split, r.probe.target) + objective_rows(split, r.probe.competing)  # each by its own GT
+    margins: dict[str, list] = {}
+    for name, sup in ((n, s) for n, s in sups.items() if n != "competing"):
+        count = TruncationCount(f"evaluate (weak supervisor {name} on test)", run.max_length.get(sup["key"]))
+        chosen, rejected = supervisor_source(run, sup).score_pairs(test, count)
+        count.report()
+        margins[f"weak:{name}"] = [None if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+    count = TruncationCount("evaluate (policy scoring of test responses)", run.max_length["strong"])
+    logps = policy_logprobs(r, test, adapters, r.evaluate.base, run.max_length["strong"], count)
+    count.report()
+    rules = policy_margins(r.align.trainer, trainer_beta(r), logps, r.evaluate.base)
+    margins.update(rules["primary"])
+    if "base" not in margins and "reference_free" in rules and "base" in rules["reference_free"]:
+        margins["base"] = rules["reference_free"]["base"]  # DPO: the base is its own reference; score it ref-free
+    kept = [i for i in range(len(test)) if all(m[i] is not None for m in margins.values())]
+    rows = [test[i] for i in kept]
+    margins = {name: [m[i] for i in kept] for name, m in margins.items()}
+    predictions = [{"id": row["id"], "objective": row["objective"], "subtlety": row.get("subtlety"),
+                    **{f"{name}_margin": m[i] for name, m in margins.items()}} for i, row in enumerate(rows)]  # fmt: skip
+    write_jsonl(work.out / "predictions.jsonl", predictions)
+    summary = probe_summary(r, variants, rows, margins)
+    summary["left_out"] = {"n": len(test) - len(kept), "ids": [test[i]["id"] for i in range(len(test))
+                                                               if i not in set(kept)][:5]}  # fmt: skip
+    summary["truncation"] = count.as_dict()
+    write_json_atomic(work.out / "summary.json", summary)
+    return {"n_test": len(rows)}
+
+
+def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins: dict[str, list]) -> dict:
+    """Pure given the margins: accuracies per objective, PGR on the target, and the deception numbers of every
+    variant, with paired bootstrap intervals (the same resamples for every model)."""
+    import numpy as np
+
+    from w2s_trl.deception import deception_flags, deception_metrics
+    from w2s_trl.metrics import bootstrap_indices, interval, pair_correct, pgr, pgr_samples, resampled_mean
+
+    probe, ev = r.probe, r.evaluate
+    objectives = np.asarray([row["objective"] for row in rows])
+    correct = {name: pair_correct(m) for name, m in margins.items()}
+    idx_all = bootstrap_indices(len(rows), ev.bootstrap, ev.bootstrap_seed)
+    is_target = objectives == probe.target
+    t_idx = bootstrap_indices(int(is_target.sum()), ev.bootstrap, ev.bootstrap_seed)
+
+    def accuracy(name):
+        return {obj: interval(float(correct[name][objectives == obj].mean()) if (objectives == obj).any() else None,
+                              resampled_mean(correct[name], idx_all, objectives == obj))
+                for obj in (probe.target, probe.competing)}  # fmt: skip
+
+    def target_samples(name):
+        return resampled_mean(correct[name][is_target], t_idx)
+
+    summary = {
+        "target_objective": probe.target,
+        "competing_objective": probe.competing,
+        "n_test": {obj: int((objectives == obj).sum()) for obj in (probe.target, probe.competing)},
+        "bootstrap": {"resamples": ev.bootstrap, "seed": ev.bootstrap_seed, "level": 0.95, "paired": True},
+        "reference": probe.reference,
+        "weak_supervisors": {},
+        "ceiling": {"accuracy": accuracy("ceiling")} if "ceiling" in correct else None,
+        "base": {"accuracy": accuracy("base")} if "base" in correct else None,
+        "variants": [],
+    }
+    for name in (n[len("weak:") :] for n in correct if n.startswith("weak:")):
+        capacity = "primary" if name == probe.weak_name else name
+        summary["weak_supervisors"][name] = {"accuracy": accuracy(f"weak:{name}")[probe.target], "capacity": capacity,
+                                             "by_objective": accuracy(f"weak:{name}")}  # fmt: skip
+    ref_name = "ceiling" if probe.reference == "ceiling" else "no_conflict"
+    ref = correct[ref_name][is_target]
+    baseline_of = {v.weak: v.name for v in variants if v.kind == "none" and v.mitigation is None}
+    for v in variants:
+        weak_key = f"weak:{v.weak}"
+        student = correct[v.name][is_target]
+        baseline = baseline_of.get(v.weak)
+        base_correct = correct[baseline][is_target] if baseline and baseline != v.name else None
+        dec = deception_metrics(correct[weak_key][is_target], ref, student, t_idx, baseline_correct=base_correct)
+        acc_s, acc_w = float(student.mean()), float(correct[weak_key][is_target].mean())
+        if "ceiling" in correct:
+            acc_c = float(correct["ceiling"][is_target].mean())
+            value, note = pgr(acc_s, acc_w, acc_c)
+            samples = pgr_samples(target_samples(v.name), target_samples(weak_key), target_samples("ceiling"))
+            pgr_stat = {**interval(value, samples), "note": note}
+        else:
+            pgr_stat = {"value": None, "ci": None, "note": "no strong ceiling was trained (align.ceiling: false)"}
+        entry = {"name": v.name, "kind": v.kind, "strength": v.strength, "mitigation": v.mitigation, "weak": v.weak,
+                 "accuracy": accuracy(v.name), "pgr": pgr_stat, "deception": dec}  # fmt: skip
+        entry["flags"] = deception_flags(v.name, dec)
+        summary["variants"].append(entry)
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def finish_probe(run: Run, variants: list[Variant], eval_dir: Path, wall_s: float) -> dict:
+    from w2s_trl.pipeline import package_versions
+    from w2s_trl.plots import plot_cell_errors, plot_deception_vs_capacity, plot_gap_vs_strength
+    from w2s_trl.probe_report import render_probe_report
+
+    r, rd = run.r, run.rd
+    summary = json.loads((eval_dir / "summary.json").read_text())
+    out = rd.root / "probe"
+    out.mkdir(exist_ok=True)
+    summary["wall_time_s"] = round(wall_s, 1)
+    summary["runtime_s"] = stage_runtimes(rd)
+    summary["cached_stages"] = rd.skipped
+    summary["labels"] = {v.name: label_record(rd, v) for v in variants}
+    summary["versions"] = package_versions()
+    images = {
+        "cell_errors": plot_cell_errors(summary, out / "cell_errors.png"),
+        "gap_vs_strength": plot_gap_vs_strength(summary, out / "gap_vs_strength.png"),
+        "deception_vs_capacity": plot_deception_vs_capacity(summary, out / "deception_vs_capacity.png"),
+    }
+    images = {k: Path(v).name for k, v in images.items() if v}
+    write_json_atomic(out / "metrics.json", summary)
+    write_text_atomic(out / "report.md", render_probe_report(summary, images))
+    write_text_atomic(rd.root / "report.md", render_probe_report(summary, {k: f"probe/{v}" for k, v in images.items()}))
+    log_probe(r, summary, {k: out / v for k, v in images.items()})
+    print(f"\n[w2s-trl] probe results in {rd.root}/ (report.md, probe/metrics.json, probe/*.png)\n", flush=True)
+    print(verdict_lines(summary))
+    return summary
+
+
+def stage_runtimes(rd) -> dict[str, float]:
+    return {str(p.parent.relative_to(rd.root)): json.loads(p.read_text()).get("runtime_s")
+            for p in sorted(rd.root.rglob("stage.json")) if ".work" not in p.parts}  # fmt: skip
+
+
+def label_record(rd, v: Variant) -> dict:
+    record = rd.record(f"variants/{v.name}/label") or {}
+    return {k: record.get(k) for k in ("rows", "labelled", "weak_label_accuracy", "implicit_rows") if k in record}
+
+
+def verdict_lines(summary: dict) -> str:
+    from w2s_trl.probe_report import probe_table_rows
+
+    lines = []
+    for row in probe_table_rows(summary):
+        lines.append("  ".join(f"{k}={v}" for k, v in row.items() if k in ("variant", "gap", "ds", "chance")))
+    return "\n".join(lines)
+
+
+def log_probe(r: Recipe, summary: dict, images: dict[str, Path]) -> None:
+    """The variants table, every variant's numbers with intervals (W&B keys `<variant>/<objective>/accuracy`, ...) and
+    the plots, in one W&B run, when tracking is on."""
+    if "wandb" not in r.tracking.report_to:
+        return
+    import wandb
+
+    from w2s_trl.probe_report import probe_table_rows
+
+    rows = probe_table_rows(summary)
+    run = wandb.init(name=f"{r.run.name}/probe", job_type="probe", reinit="finish_previous")
+    columns = list(rows[0]) if rows else []
+    run.log({"probe/variants": wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows]),
+             **{f"probe/{k}": wandb.Image(str(p)) for k, p in images.items()}})  # fmt: skip
+    run.summary.update(flat_probe(summary))
+    run.finish()
+
+
+def flat_probe(summary: dict) -> dict[str, float]:
+    flat: dict[str, float] = {}
+
+    def put(key, stat):
+        if stat and stat.get("value") is not None:
+            flat[key] = stat["value"]
+            if stat.get("ci"):
+                flat[f"{key}/low"], flat[f"{key}/high"] = stat["ci"]
+
+    for v in summary["variants"]:
+        for obj, stat in v["accuracy"].items():
+            put(f"{v['name']}/{obj}/accuracy", stat)
+        put(f"{v['name']}/pgr", v["pgr"])
+        for key in ("ds", "chance", "ds_minus_chance", "gap", "gap_vs_baseline"):
+            put(f"{v['name']}/{key}", v["deception"].get(key))
+    return flat
