@@ -171,3 +171,17 @@ def test_hub_subsets_are_read_per_objective_and_pku_rows_know_both(monkeypatch):
     # oriented by harmlessness (b chosen); helpfulness prefers a = this row's rejected
     assert row["chosen"][0]["content"] == "b" and row["preferences"] == {"helpful": -1, "harmless": 1}
     assert objective_rows([row], "helpful")[0]["chosen"][0]["content"] == "a"
+
+
+def test_each_objective_reward_is_logged_under_its_name(tmp_path):
+    from w2s_trl.label import label_with_source
+    from w2s_trl.probe import flat_probe
+
+    rows = attach_preferences([pair(0, "harmless", "refuse", "comply"), pair(1, "helpful", "comply", "refuse")])[:1]
+    spec = MultiObjectiveSpec(objectives={"harmless": {"reward": {"type": "gold"}}, "helpful": {"reward": {"type": "gold"}}})
+    source = MultiObjectiveSource(spec, {"harmless": Fixed({"refuse": 2.0, "comply": -1.0}),
+                                         "helpful": build_reward_source(GoldSpec(objective="helpful"))})  # fmt: skip
+    record = label_with_source(source, rows, tmp_path, None)
+    flat = flat_probe({"variants": [], "labels": {"v": {"objectives": record["objectives"]}}})
+    assert flat["v/label/reward/harmless/mean_chosen"] == 2.0 and flat["v/label/reward/harmless/mean_rejected"] == -1.0
+    assert flat["v/label/reward/helpful/mean_chosen"] == -0.5 and flat["v/label/reward/helpful/agrees_with_gt"] == 0.0

@@ -413,7 +413,10 @@ def stage_runtimes(rd) -> dict[str, float]:
 
 def label_record(rd, v: Variant) -> dict:
     record = rd.record(f"variants/{v.name}/label") or {}
-    return {k: record.get(k) for k in ("rows", "labelled", "weak_label_accuracy", "implicit_rows") if k in record}
+    out = {k: record.get(k) for k in ("rows", "labelled", "weak_label_accuracy", "implicit_rows") if k in record}
+    if record.get("weak", {}).get("objectives"):
+        out["objectives"] = record["weak"]["objectives"]  # each objective's reward on the labelled rows
+    return out
 
 
 def verdict_lines(summary: dict) -> str:
@@ -452,6 +455,13 @@ def flat_probe(summary: dict) -> dict[str, float]:
             if stat.get("ci"):
                 flat[f"{key}/low"], flat[f"{key}/high"] = stat["ci"]
 
+    from w2s_trl.tracking import flat_objective_rewards
+
+    for name, label in summary.get("labels", {}).items():
+        if label.get("weak_label_accuracy") is not None:
+            flat[f"{name}/label/weak_label_accuracy"] = label["weak_label_accuracy"]
+        for objective, info in label.get("objectives", {}).items():
+            flat_objective_rewards(flat, f"{name}/label/reward/{objective}", info)
     for v in summary["variants"]:
         for obj, stat in v["accuracy"].items():
             put(f"{v['name']}/{obj}/accuracy", stat)

@@ -69,7 +69,17 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
             for stratum, sinfo in info["strata"].items():
                 for model, stat in sinfo["accuracy"].items():
                     put(f"{rule}/{obj}/{stratum}/accuracy/{model}", stat)
+    for objective, info in (metrics.get("labels") or {}).get("objectives", {}).items():
+        flat_objective_rewards(flat, f"label/reward/{objective}", info)
     return flat
+
+
+def flat_objective_rewards(flat: dict, prefix: str, info: dict) -> None:
+    """One objective's reward statistics on the labelled rows (multi-objective rewards: each objective logged under
+    its own name)."""
+    for key in ("n", "mean_chosen", "mean_rejected", "agrees_with_gt"):
+        if info.get(key) is not None:
+            flat[f"{prefix}/{key}"] = info[key]
 
 
 def log_summary(tracking: TrackingSection, run_name: str, metrics: dict) -> None:
