@@ -70,9 +70,10 @@ def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: 
 
 
 def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None,
-                 max_length: int | None = None, stage: str = "align"):  # fmt: skip
+                 max_length: int | None = None, stage: str = "align", conflict_alpha: float = 0.0):  # fmt: skip
     """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py), and the
-    truncation count of its rows."""
+    truncation count of its rows. `conflict_alpha` > 0 adds the explicit conflict term (training/trainers.py); rows
+    then carry `gt_label` (1 where a row has none: ground-truth rows)."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -92,25 +93,29 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
         batch = args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
         rows = length_grouped(rows, lengths, batch, recipe.run.seed)
         args = {"train_sampling_strategy": "sequential", **args}  # the order above is the batching
-    dataset = Dataset.from_list([{k: r[k] for k in PREFERENCE_COLUMNS} for r in rows])
+    columns = {k: (lambda r, k=k: r[k]) for k in PREFERENCE_COLUMNS}
+    if conflict_alpha:
+        columns["gt_label"] = lambda r: int(r.get("gt_label", 1))
+    dataset = Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in rows])
     config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
                               run_name)  # fmt: skip
-    if recipe.align.trainer == "simpo":
-        from trl.experimental.cpo import CPOTrainer as Trainer
-    else:
-        from trl import DPOTrainer as Trainer
+    from w2s_trl.training.trainers import trainer_class, trainer_kwargs
+
+    Trainer = trainer_class(recipe.align.trainer, conflict_alpha)
     trainer = Trainer(
-        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe)
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe),
+        **trainer_kwargs(conflict_alpha),
     )
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
 
 
 def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str, max_length: int | None,
-                 stage: str) -> dict:  # fmt: skip
+                 stage: str, conflict_alpha: float = 0.0) -> dict:  # fmt: skip
     from w2s_trl.trainer_args import run_training
 
-    trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage)
+    trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage,
+                                  conflict_alpha=conflict_alpha)  # fmt: skip
     return {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}
 
 

@@ -13,9 +13,10 @@ from w2s_trl.truncation import LeftCutter, TruncationCount, fit_prompt, reward_l
 
 
 def reward_training_rows(tokenizer, rows: list[dict], max_length: int | None = None,
-                         count: TruncationCount | None = None) -> list[dict]:  # fmt: skip
+                         count: TruncationCount | None = None, columns: tuple[str, ...] = ()) -> list[dict]:  # fmt: skip
     """Implicit-prompt text pairs, rendered and cut exactly as `scoring.reward_scores` renders and cuts them (each
-    text on its own: the reward model scores each response on its own)."""
+    text on its own: the reward model scores each response on its own), with the row's `columns` (gt_label, p_w)
+    alongside."""
     length_of, cutter = reward_length(tokenizer), LeftCutter(tokenizer)
     out = []
     for r in rows:
@@ -30,27 +31,35 @@ def reward_training_rows(tokenizer, rows: list[dict], max_length: int | None = N
         if count is not None:
             count.add(r["id"], truncated, dropped)
         if not dropped:
-            out.append(texts)
+            out.append({**texts, **{c: float(r.get(c, DEFAULTS[c])) for c in columns}})
     return out
 
 
+DEFAULTS = {"gt_label": 1, "p_w": 1.0}  # a ground-truth row: chosen is the GT chosen, with certainty
+
+
 def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork, seed: int, report_to: list[str],
-                       run_name: str, max_length: int) -> dict:  # fmt: skip
-    """Train, save to `work.out/model`, and return what stage.json should record."""
+                       run_name: str, max_length: int, conflict_alpha: float = 0.0,
+                       confidence: dict | None = None) -> dict:  # fmt: skip
+    """Train, save to `work.out/model`, and return what stage.json should record. `conflict_alpha` adds the explicit
+    conflict term (rows carry gt_label); `confidence` ({alpha_max, warmup_frac}) trains a reward-model student on the
+    rows' soft weak labels p_w with the auxiliary confidence loss instead of Bradley-Terry."""
     from datasets import Dataset
     from transformers import set_seed
-    from trl import RewardTrainer
-
     from w2s_trl.models import load_reward_model
+    from w2s_trl.training.trainers import trainer_class, trainer_kwargs
     from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped, run_training
 
     set_seed(seed)  # the new reward head is initialised at load time
     model, tok = load_reward_model(spec.model, spec.trust_remote_code)
     count = TruncationCount("weak (reward-model training rows)", max_length)
-    pairs = reward_training_rows(tok, rows, max_length, count)
+    columns = ("p_w",) if confidence else ("gt_label",) if conflict_alpha else ()
+    pairs = reward_training_rows(tok, rows, max_length, count, columns)
     count.report()
     config = build_trl_config("reward", {**spec.train, "max_length": max_length}, str(work.checkpoints), seed,
                               report_to, run_name)  # fmt: skip
-    trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    Trainer = trainer_class("reward", conflict_alpha, confidence=bool(confidence))
+    trainer = Trainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tok,
+                      **trainer_kwargs(conflict_alpha, confidence))  # fmt: skip
     check_nothing_dropped(trainer, len(pairs), "weak")
     return {**run_training(trainer, work, "model", run_name), "truncation": count.as_dict()}
