@@ -92,12 +92,13 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     if include_base or recipe.align.trainer == "dpo":
         out["base"], counted = logps(base, "base", count), count
     model = None
-    for name, path in adapters.items():
+    for i, (name, path) in enumerate(adapters.items()):
+        slot = f"adapter_{i}"  # PEFT adapter names are module names: no '.' (a variant may be called explicit-0.5)
         if model is None:
-            model = PeftModel.from_pretrained(base, str(path), adapter_name=name)
+            model = PeftModel.from_pretrained(base, str(path), adapter_name=slot)
         else:
-            model.load_adapter(str(path), adapter_name=name)
-        model.set_adapter(name)
+            model.load_adapter(str(path), adapter_name=slot)
+        model.set_adapter(slot)
         out[name] = logps(model, name, None if counted else count)
         counted = count
     return out

@@ -78,6 +78,23 @@ def target_rows(run: Run, split: str) -> list[dict]:
     return objective_rows(run.split(split), run.r.probe.target)
 
 
+def check_pools(run: Run, variants: list[Variant]) -> None:
+    """Every variant's rows exist in the data: target pairs in each split, N competing pairs for implicit conflict."""
+    from w2s_trl.data import objective_rows
+    from w2s_trl.errors import RecipeError
+
+    probe = run.r.probe
+    for split in ("weak_train", "w2s_train", "test"):
+        if not target_rows(run, split):
+            raise RecipeError(f"probe.target '{probe.target}': split {split} holds no pair with its ground truth; "
+                              "check data.objectives and data.source")  # fmt: skip
+    pool = len(objective_rows(run.split("w2s_train"), probe.competing))
+    wanted = max([int(v.strength) for v in variants if v.kind == "implicit"], default=0)
+    if wanted > pool:
+        raise RecipeError(f"probe.conflicts.implicit asks for {wanted} {probe.competing} pairs but w2s_train holds "
+                          f"{pool}: lower N, or raise data.max_rows.w2s_train")  # fmt: skip
+
+
 def implicit_rows(run: Run, n: int) -> list[dict]:
     """N ground-truth pairs of the competing objective from w2s_train (seeded), each marked `implicit`."""
     from w2s_trl.data import objective_rows
@@ -238,6 +255,7 @@ def run_probe(recipe: Recipe, stop_after: str | None = None) -> Path:
     rd.run("data", data_inputs(run), lambda work: compute_data(run, work))
     if stop_after == "data":
         return rd.root
+    check_pools(run, variants)  # before any training: a sweep must not fail an hour in
     sups = run_supervisors(run)
     if stop_after == "weak":
         return rd.root
