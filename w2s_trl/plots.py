@@ -170,7 +170,8 @@ def plot_gap_vs_strength(summary: dict, path) -> str:
     """The deception gap with its 95% interval against conflict strength: one panel per conflict kind (each its own
     x scale), one line per weak supervisor, the no-conflict variant at strength 0 in every panel."""
     plt = _pyplot()
-    variants = summary["variants"]
+    # mitigations run under one conflict point; they are compared in the table and the cell plot, not on these lines
+    variants = [v for v in summary["variants"] if not v.get("mitigation")]
     kinds = list(dict.fromkeys(v["kind"] for v in variants if v["kind"] != "none" and v.get("strength") is not None))
     weaks = list(summary.get("weak_supervisors") or dict.fromkeys(v["weak"] for v in variants))
     fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(5.2 * max(len(kinds), 1) + 0.5, 5.2), sharey=True,
@@ -238,8 +239,10 @@ def plot_deception_vs_capacity(summary: dict, path) -> str:
     capacity), each annotated with its test accuracy; the no-conflict student in bold, and every other variant
     setting (kind, strength) that was run with more than one weak supervisor."""
     plt = _pyplot()
-    variants = summary["variants"]
-    weaks = list(summary.get("weak_supervisors") or dict.fromkeys(v["weak"] for v in variants))
+    # mitigations (and a supervisor only they use, like a weak policy) are not points on the capacity axis
+    variants = [v for v in summary["variants"] if not v.get("mitigation")]
+    used = {v["weak"] for v in variants}
+    weaks = [w for w in (summary.get("weak_supervisors") or dict.fromkeys(v["weak"] for v in variants)) if w in used]
     pos = {w: i for i, w in enumerate(weaks)}
     groups: dict[tuple, list[dict]] = {}
     for v in variants:
