@@ -223,15 +223,7 @@ def plot_gap_vs_strength(summary: dict, path) -> str:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    from matplotlib.lines import Line2D
-
-    handles += [Line2D([], [], marker="o", color="gray", mfc="gray", ls="none"),
-                Line2D([], [], marker="o", color="gray", mfc="white", ls="none")]  # fmt: skip
-    labels += ["filled: 95% CI excludes 0", "hollow: 95% CI includes 0"]
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.suptitle("Deception gap vs conflict strength\n" + _subtitle(summary), fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    return _save(fig, path)
+    return _finish(fig, path, handles, labels, "Deception gap vs conflict strength\n" + _subtitle(summary), 0.08)
 
 
 def plot_deception_vs_capacity(summary: dict, path) -> str:
@@ -280,14 +272,19 @@ def plot_deception_vs_capacity(summary: dict, path) -> str:
     axes[0].set_title("Deception gap (> 0: errs where the weak supervisor cannot check)", fontsize=10)
     axes[1].set_title(r"DS above chance (> 0: errors on $K_s$ concentrate in $U_w$)", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
+    return _finish(fig, path, handles, labels, "Deception vs weak-supervisor capacity\n" + _subtitle(summary), 0.1)
+
+
+def _finish(fig, path, handles: list, labels: list, title: str, bottom: float) -> str:
+    """The shared legend (with the filled/hollow marker key) under the panels, the title, and the file."""
     from matplotlib.lines import Line2D
 
-    handles += [Line2D([], [], marker="o", color="gray", mfc="gray", ls="none"),
-                Line2D([], [], marker="o", color="gray", mfc="white", ls="none")]  # fmt: skip
-    labels += ["filled: 95% CI excludes 0", "hollow: 95% CI includes 0"]
+    handles = handles + [Line2D([], [], marker="o", color="gray", mfc="gray", ls="none"),
+                         Line2D([], [], marker="o", color="gray", mfc="white", ls="none")]  # fmt: skip
+    labels = labels + ["filled: 95% CI excludes 0", "hollow: 95% CI includes 0"]
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.suptitle("Deception vs weak-supervisor capacity\n" + _subtitle(summary), fontsize=11)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, bottom, 1, 0.95))
     return _save(fig, path)
 
 
