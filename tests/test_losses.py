@@ -105,3 +105,13 @@ def test_confidence_alpha_warm_up():
     assert confidence_alpha(25, 100, 0.8, 0.25) == pytest.approx(0.8)
     assert confidence_alpha(90, 100, 0.8, 0.25) == pytest.approx(0.8)
     assert confidence_alpha(0, 100, 0.8, 0.0) == 0.8  # no warm-up
+
+
+def test_confidence_loss_takes_a_given_threshold():
+    """A trainer on several processes passes the threshold of the whole (gathered) batch: t = 0.5 gives h = [0, 0, 1, 1]
+    for p = [0.1, 0.4, 0.6, 0.9]; with alpha 1 the loss is BCE(p, h) alone = mean(-log 0.9, -log 0.6, -log 0.6,
+    -log 0.9)."""
+    p, p_w = torch.tensor([0.1, 0.4, 0.6, 0.9]), torch.full((4,), 0.75)
+    loss, t = confidence_loss(p, p_w, 1.0, threshold=torch.tensor(0.5))
+    assert t.item() == 0.5
+    assert loss.item() == pytest.approx(-(2 * math.log(0.9) + 2 * math.log(0.6)) / 4, rel=1e-6)

@@ -20,8 +20,10 @@ def test_the_sweep_has_every_conflict_kind_mitigation_and_weak_capacity():
     names = [v.name for v in variants]
     assert names[0] == "no_conflict" and len(set(names)) == len(names)
     kinds = {(v.kind, v.strength) for v in variants if v.mitigation is None and v.weak == "minilm_l6"}
-    assert {("multi_objective", 0.5), ("multi_objective", 2.0), ("explicit", 0.5), ("explicit", 2.0),
-            ("implicit", 16), ("implicit", 48), ("none", None)} <= kinds  # fmt: skip
+    probe = load_recipe(PROBE).probe
+    swept = {(k, s) for k in ("multi_objective", "explicit", "implicit") for s in getattr(probe.conflicts, k)}
+    assert all(len(getattr(probe.conflicts, k)) >= 2 for k in ("multi_objective", "explicit", "implicit"))
+    assert swept | {("none", None)} <= kinds
     assert {v.mitigation for v in variants} == {None, "bootstrap", "confidence", "weak_policy"}
     assert all(v.kind == "explicit" and v.strength == 2.0 for v in variants if v.mitigation)
     assert {v.weak for v in variants} == {"minilm_l6", "minilm_l2", "weak_policy"}

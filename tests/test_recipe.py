@@ -10,7 +10,8 @@ from w2s_trl.errors import RecipeError
 from w2s_trl.recipe import load_recipe, load_reward_spec
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+DEFAULT = REPO / "recipes" / "dpo_weak_rm.yaml"
 REWARDS = sorted((REPO / "reward").glob("*.yaml"))
 
 
@@ -18,7 +19,7 @@ REWARDS = sorted((REPO / "reward").glob("*.yaml"))
 def test_every_shipped_recipe_loads_and_documents_itself(path):
     recipe = load_recipe(path)
     header = path.read_text().splitlines()[:12]
-    assert any(f"w2s_trl/train.py recipes/{path.name}" in line for line in header), "header must show the launch command"
+    assert any(f"w2s_trl/train.py {path.relative_to(REPO)}" in line for line in header), "header must show the launch command"
     assert recipe.run.name
 
 
@@ -120,7 +121,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 def test_overrides_are_typed_like_their_field():
     r = load_recipe(
-        RECIPES[0],
+        DEFAULT,
         ["run.seed=7", "run.name=123", "align.args.beta=0.25", "strong.lora.target_modules=[q_proj]",
          "align.ceiling=false", "evaluate.region_reference=base", "tracking.report_to=[]"],
     )  # fmt: skip
@@ -133,21 +134,21 @@ def test_overrides_are_typed_like_their_field():
 
 def test_override_of_unknown_key():
     with pytest.raises(RecipeError, match=r"override 'run.sed': 'sed' is not a key of run; allowed: name, output_dir, seed"):
-        load_recipe(RECIPES[0], ["run.sed=1"])
+        load_recipe(DEFAULT, ["run.sed=1"])
 
 
 def test_override_with_wrong_type_is_caught_by_validation():
     with pytest.raises(RecipeError, match=r"run\.seed: .*\(given: 'abc'\)"):
-        load_recipe(RECIPES[0], ["run.seed=abc"])
+        load_recipe(DEFAULT, ["run.seed=abc"])
 
 
 def test_override_without_equals():
     with pytest.raises(RecipeError, match="must look like key.path=value"):
-        load_recipe(RECIPES[0], ["run.seed"])
+        load_recipe(DEFAULT, ["run.seed"])
 
 
 def test_smoke_swaps_models_and_shrinks_splits():
-    r = load_recipe(RECIPES[0], smoke=True)
+    r = load_recipe(DEFAULT, smoke=True)
     assert r.strong.model == "tiny:causal-lm" and r.weak.reward.model == "tiny:reward-model"
     assert r.run.name.endswith("-smoke") and r.data.max_rows.test <= 16 and r.align.args["max_steps"] == 2
 
@@ -228,8 +229,8 @@ def test_loading_a_recipe_leaves_no_device_state_behind():
 
 
 def test_max_length_auto_is_accepted_and_resolved_by_the_pipeline():
-    r = load_recipe(RECIPES[0], ["align.args.max_length=auto", "weak.reward.max_length=auto"])
+    r = load_recipe(DEFAULT, ["align.args.max_length=auto", "weak.reward.max_length=auto"])
     assert r.align.max_length_setting() == "auto" and r.weak.reward.max_length == "auto"
     assert r.align.trl_args(max_length=200)["max_length"] == 200
-    r = load_recipe(RECIPES[0], ["align.args.max_length=300"])
+    r = load_recipe(DEFAULT, ["align.args.max_length=300"])
     assert r.align.trl_args(max_length=200)["max_length"] == 300  # an explicit value wins

@@ -1,5 +1,6 @@
 """The trainer subclasses add exactly their term: on a fixed batch, loss(alpha) - loss(0) equals the pure function
-of losses.py on log-probs computed from scratch; with alpha 0 the loss is TRL's own; gt_label reaches the batch."""
+of losses.py on log-probs computed from scratch, and so does the logged term; with alpha 0 the loss is TRL's own;
+gt_label and p_w reach the batch; each subclass runs a training step and logs its term."""
 
 from pathlib import Path
 
@@ -9,13 +10,20 @@ import torch
 from w2s_trl.align import make_trainer
 from w2s_trl.recipe import load_recipe
 from w2s_trl.testbed import generate_testbed
-from w2s_trl.training.losses import dpo_conflict_term, rm_conflict_term, simpo_conflict_term
+from w2s_trl.training.losses import (
+    confidence_loss,
+    confidence_threshold,
+    dpo_conflict_term,
+    rm_conflict_term,
+    simpo_conflict_term,
+)
+from w2s_trl.training.trainers import trainer_class
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def labelled_rows(n=8, seed=3):
-    """Testbed pairs, half of them swapped as weak labels would (gt_label 0)."""
+    """Testbed pairs, every other one swapped as weak labels would (gt_label 0)."""
     rows = generate_testbed(n, seed=seed)
     for i, r in enumerate(rows):
         if i % 2:
@@ -39,13 +47,42 @@ def sum_logps(model, input_ids, attention_mask, completion_mask):
     return (logp * completion_mask[:, 1:]).sum(-1)
 
 
+def gt_ordered(gt_label, chosen, rejected):
+    gt = torch.as_tensor(gt_label).bool()
+    return torch.where(gt, chosen, rejected), torch.where(gt, rejected, chosen)
+
+
 def recipe_for(name, *overrides):
-    return load_recipe(REPO / "recipes" / name, ["align.args.bf16=false", "tracking.report_to=[]", *overrides],
-                       smoke=True)  # fmt: skip
+    return load_recipe(REPO / "recipes" / name, ["align.args.bf16=false", "tracking.report_to=[]",
+                                                 "align.args.max_steps=1", *overrides], smoke=True)  # fmt: skip
 
 
-def test_dpo_conflict_term_is_exactly_the_added_loss(tmp_path):
-    recipe = recipe_for("dpo_weak_rm.yaml", "align.args.precompute_ref_log_probs=false")
+def logged_keys(trainer):
+    return {k for entry in trainer.state.log_history for k in entry}
+
+
+def test_trainer_class_is_trl_own_unless_a_term_is_added():
+    from trl import DPOTrainer, RewardTrainer
+    from trl.experimental.cpo import CPOTrainer
+
+    assert trainer_class("dpo") is DPOTrainer and trainer_class("simpo") is CPOTrainer
+    assert trainer_class("reward") is RewardTrainer
+    assert trainer_class("dpo", 0.5).__name__ == "ConflictDPOTrainer"
+    assert issubclass(trainer_class("simpo", 0.5), CPOTrainer)
+    assert trainer_class("reward", 0.5).__name__ == "ConflictRewardTrainer"
+    assert trainer_class("reward", confidence=True).__name__ == "ConfidenceRewardTrainer"
+    with pytest.raises(KeyError, match="unknown trainer 'ppo'"):
+        trainer_class("ppo")
+    with pytest.raises(ValueError, match="reward-model students"):
+        trainer_class("dpo", confidence=True)
+    with pytest.raises(ValueError, match="do not combine"):
+        trainer_class("reward", 0.5, confidence=True)
+
+
+@pytest.mark.parametrize("precompute", [False, True])
+def test_dpo_conflict_term_is_exactly_the_added_loss(tmp_path, precompute):
+    """Reference log-probs come from TRL's own reference forward (precompute off) or the precomputed columns (on)."""
+    recipe = recipe_for("dpo_weak_rm.yaml", f"align.args.precompute_ref_log_probs={str(precompute).lower()}")
     trainer, _ = make_trainer(recipe, labelled_rows(), str(tmp_path), "t", max_length=256, conflict_alpha=1.5)
     assert type(trainer).__name__ == "ConflictDPOTrainer"
     batch = next(iter(trainer.get_train_dataloader()))
@@ -54,24 +91,34 @@ def test_dpo_conflict_term_is_exactly_the_added_loss(tmp_path):
     perturb_adapter(model)
     model.eval()
     with torch.no_grad():
-        with_term = trainer.compute_loss(model, dict(batch)).item()
+        with_term = trainer.compute_loss(model, batch).item()
+        logged = trainer._metrics["eval"]["conflict/term"][-1], trainer._metrics["eval"]["conflict/mask_rate"][-1]
         trainer.conflict_alpha = 0.0
-        without = trainer.compute_loss(model, dict(batch)).item()
-        plain = super(type(trainer), trainer).compute_loss(model, {k: v for k, v in batch.items() if k != "gt_label"})
+        without = trainer.compute_loss(model, batch).item()
+        plain = trainer_class("dpo").compute_loss(trainer, model, {k: v for k, v in batch.items() if k != "gt_label"})
         pi = sum_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         with model.disable_adapter():
             ref = sum_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    assert "gt_label" in batch  # compute_loss leaves the caller's batch as it was
     assert without == pytest.approx(plain.item(), rel=1e-6)  # alpha 0: TRL's DPO loss
-    (c, r), (rc, rr) = pi.chunk(2), ref.chunk(2)
-    gt = batch["gt_label"].bool()
-    pos, neg, rpos, rneg = (torch.where(gt, c, r), torch.where(gt, r, c), torch.where(gt, rc, rr),
-                            torch.where(gt, rr, rc))  # fmt: skip
+    pos, neg = gt_ordered(batch["gt_label"], *pi.chunk(2))
+    rpos, rneg = gt_ordered(batch["gt_label"], *ref.chunk(2))
     expected = dpo_conflict_term(pos, neg, rpos, rneg, trainer.beta, 1.5).item()
-    assert expected > 0  # some pair leans the wrong way after the perturbation: the test can fail
+    h = (pos - rpos) - (neg - rneg)
+    assert 0 < (h < 0).sum() < len(h)  # some pairs lean the wrong way after the perturbation, some not
     assert with_term - without == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert logged == (pytest.approx(expected, rel=1e-4), pytest.approx((h < 0).float().mean().item()))
+    if precompute:  # the recipes' setting: one training step runs and logs the term
+        trainer.conflict_alpha = 1.5
+        model.train()
+        trainer.train()
+        assert trainer.state.global_step == 1
+        assert {"conflict/term", "conflict/mask_rate", "loss"} <= logged_keys(trainer)
 
 
 def test_simpo_conflict_term_is_exactly_the_added_loss(tmp_path):
+    from trl.experimental.cpo import CPOTrainer
+
     recipe = recipe_for("simpo_density_ratio.yaml", "align.args.beta=2.0", "align.args.simpo_gamma=0.5")
     trainer, _ = make_trainer(recipe, labelled_rows(), str(tmp_path), "t", max_length=256, conflict_alpha=0.7)
     assert type(trainer).__name__ == "ConflictCPOTrainer"
@@ -82,14 +129,31 @@ def test_simpo_conflict_term_is_exactly_the_added_loss(tmp_path):
     model.eval()
     with torch.no_grad():
         with_term = trainer.compute_loss(model, batch).item()
-        chosen, rejected = trainer._policy_logps
+        logged = trainer._stored_metrics["train"]["conflict/term"][-1]
+        chosen, rejected = trainer._policy_logps  # per-token means from the trainer's one forward
         trainer.conflict_alpha = 0.0
         without = trainer.compute_loss(model, batch).item()
-    gt = torch.as_tensor(batch["gt_label"]).bool()
-    pos, neg = torch.where(gt, chosen, rejected), torch.where(gt, rejected, chosen)
+        plain, _ = CPOTrainer.get_batch_loss_metrics(trainer, model, batch)
+        # the per-token means, from scratch: response tokens are those with a label (prompt and padding are -100)
+        means = []
+        for side in ("chosen", "rejected"):
+            ids, labels = batch[f"{side}_input_ids"], batch[f"{side}_labels"]
+            logits = model(input_ids=ids, attention_mask=batch[f"{side}_attention_mask"]).logits.float()
+            mask = labels[:, 1:] != -100
+            logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            means.append((logp * mask).sum(-1) / mask.sum(-1))
+    assert torch.allclose(chosen, means[0], atol=1e-5) and torch.allclose(rejected, means[1], atol=1e-5)
+    assert without == pytest.approx(plain.item(), rel=1e-6)  # alpha 0: TRL's SimPO loss
+    pos, neg = gt_ordered(batch["gt_label"], *means)
     expected = simpo_conflict_term(pos, neg, 2.0, 0.5, 0.7).item()
-    assert expected > 0
+    assert 0 < (pos < neg).sum() < len(pos)
     assert with_term - without == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert logged == pytest.approx(expected, rel=1e-4)
+    trainer.conflict_alpha = 0.7
+    model.train()
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert {"conflict/term", "conflict/mask_rate", "loss"} <= logged_keys(trainer)
 
 
 def rm_trainer(tmp_path, rows, **kw):
@@ -97,14 +161,14 @@ def rm_trainer(tmp_path, rows, **kw):
 
     from w2s_trl.models import load_reward_model
     from w2s_trl.trainer_args import build_trl_config
-    from w2s_trl.training.trainers import trainer_class, trainer_kwargs
+    from w2s_trl.training.trainers import trainer_kwargs
     from w2s_trl.weak import reward_training_rows
 
     model, tok = load_reward_model("tiny:reward-model")
     conflict_alpha, confidence = kw.get("conflict_alpha", 0.0), kw.get("confidence")
-    columns = ("p_w",) if confidence else ("gt_label",) if conflict_alpha else ()
+    columns = kw.get("columns", ("p_w",) if confidence else ("gt_label",) if conflict_alpha else ())
     pairs = reward_training_rows(tok, rows, 128, None, columns)
-    args = {"max_steps": 2, "per_device_train_batch_size": 4, "bf16": False, "max_length": 128,
+    args = {"max_steps": 2, "per_device_train_batch_size": 4, "bf16": False, "max_length": 128, "logging_steps": 1,
             "gradient_accumulation_steps": kw.get("accumulation", 1), "train_sampling_strategy": "sequential"}  # fmt: skip
     config = build_trl_config("reward", args, str(tmp_path), 0, [], "t")
     cls = trainer_class("reward", conflict_alpha, confidence=bool(confidence))
@@ -120,28 +184,56 @@ def test_reward_conflict_term_is_exactly_the_added_loss(tmp_path):
     model.eval()
     with torch.no_grad():
         with_term = trainer.compute_loss(model, dict(batch)).item()
+        logged = trainer._metrics["eval"]["conflict/term"][-1]
         trainer.conflict_alpha = 0.0
         without = trainer.compute_loss(model, dict(batch)).item()
+        plain = trainer_class("reward").compute_loss(trainer, model, {k: v for k, v in batch.items() if k != "gt_label"})
         scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
     c, r = scores.chunk(2)
     delta_gt = torch.where(batch["gt_label"].bool(), c - r, r - c)
     expected = rm_conflict_term(delta_gt, 2.0).item()
     assert (delta_gt < 0).any()
+    assert without == pytest.approx(plain.item(), rel=1e-6)  # alpha 0: TRL's Bradley-Terry loss
     assert with_term - without == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert logged == pytest.approx(expected, rel=1e-4)
+    trainer.conflict_alpha = 2.0
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer.train()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert {"conflict/term", "conflict/mask_rate", "accuracy"} <= logged_keys(trainer)
+
+
+def test_reward_conflict_trainer_needs_gt_label(tmp_path):
+    with pytest.raises(ValueError, match=r"needs the column\(s\) \['gt_label'\]"):
+        rm_trainer(tmp_path, labelled_rows(4), conflict_alpha=1.0, columns=())
 
 
 def test_confidence_trainer_trains_on_soft_labels_and_refuses_accumulation(tmp_path):
     rows = labelled_rows()
     for i, r in enumerate(rows):
         r["p_w"] = 0.6 + 0.05 * i
-    with pytest.raises(ValueError, match="gradient_accumulation_steps is 2"):
+    with pytest.raises(ValueError, match="gradient_accumulation_steps is 2.*Set gradient_accumulation_steps: 1"):
         rm_trainer(tmp_path / "a", rows, confidence={"alpha_max": 0.5, "warmup_frac": 0.5}, accumulation=2)
     trainer = rm_trainer(tmp_path / "b", rows, confidence={"alpha_max": 0.5, "warmup_frac": 0.5})
     assert type(trainer).__name__ == "ConfidenceRewardTrainer"
     batch = next(iter(trainer.get_train_dataloader()))
-    assert batch["p_w"].shape == (4,) and (batch["p_w"] >= 0.6).all()
-    before = [p.detach().clone() for p in trainer.model.parameters()]
+    assert batch["p_w"].tolist() == pytest.approx([0.6, 0.65, 0.7, 0.75])
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():  # at step 0 alpha is 0: the loss is BCE(p, p_w); the threshold is logged all the same
+        loss = trainer.compute_loss(model, dict(batch)).item()
+        scores = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+    c, r = scores.float().chunk(2)
+    p = torch.sigmoid(c - r)
+    assert loss == pytest.approx(confidence_loss(p, batch["p_w"], 0.0)[0].item(), rel=1e-5)
+    assert trainer._metrics["eval"]["confidence/threshold"][-1] == pytest.approx(
+        confidence_threshold(p, batch["p_w"]).item(), rel=1e-5)  # fmt: skip
+    assert trainer._metrics["eval"]["confidence/alpha"][-1] == 0.0
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
     trainer.train()
-    assert any(not torch.equal(b, p) for b, p in zip(before, trainer.model.parameters()))
-    logged = {k for entry in trainer.state.log_history for k in entry}
-    assert {"confidence/alpha", "confidence/threshold"} <= logged
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    alphas = [e["confidence/alpha"] for e in trainer.state.log_history if "confidence/alpha" in e]
+    assert alphas == [0.0, 0.5]  # 2 steps, warm-up over the first half: 0 at step 0, alpha_max from step 1
+    assert "confidence/threshold" in logged_keys(trainer)

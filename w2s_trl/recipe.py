@@ -616,6 +616,7 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.data.size = min(r.data.size, 120)
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
     r.strong.model = "tiny:causal-lm"
+    r.strong.quantization.load_in_4bit = False  # the tiny model in full precision: no bitsandbytes kernels needed
     r.weak.reward = smoke_reward(r.weak.reward)
     if r.probe is not None:
         smoke_probe(r.probe)

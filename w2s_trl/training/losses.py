@@ -85,10 +85,12 @@ def confidence_alpha(step: int, total_steps: int, alpha_max: float, warmup_frac:
 
 
 @register_loss("confidence")
-def confidence_loss(p: torch.Tensor, p_w: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def confidence_loss(p: torch.Tensor, p_w: torch.Tensor, alpha: float,
+                    threshold: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """p, p_w [B] probabilities (student, weak). Returns (loss, threshold t): (1 - alpha) BCE(p, p_w) + alpha BCE(p, h),
-    h = 1[p > t] detached; the gradient flows through p only."""
-    t = confidence_threshold(p, p_w)
+    h = 1[p > t] detached; the gradient flows through p only. t is `confidence_threshold(p, p_w)` of this batch unless
+    given (a trainer on several processes passes the one of the whole batch, gathered)."""
+    t = confidence_threshold(p, p_w) if threshold is None else threshold.detach()
     h = (p.detach() > t).float()
     p = p.clamp(1e-7, 1 - 1e-7)
     loss = (1 - alpha) * F.binary_cross_entropy(p, p_w.to(p.dtype)) + alpha * F.binary_cross_entropy(p, h.to(p.dtype))

@@ -9,12 +9,13 @@ adds one loss term (CONVENTIONS 5). The terms are the pure functions of losses.p
 
 The conflict term needs each row's ground-truth order: a `gt_label` column (1 where the row's chosen is the
 ground-truth chosen, 0 where the weak labels swapped the pair) travels through TRL's tokenization and collator
-(`KeepColumns`) into the batch. The term reuses the forward pass the trainer already runs (`_FirstForward` keeps its
-output); only DPO without precomputed reference log-probs runs one extra reference forward, under no_grad.
+(`KeepColumns`) into the batch. The term reuses the forward passes the trainer already runs (`_recorded_forwards` keeps
+their outputs, the reference's included): no extra forward.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -22,6 +23,7 @@ import torch
 from w2s_trl.training.losses import (
     confidence_alpha,
     confidence_loss,
+    confidence_threshold,
     dpo_conflict_term,
     gt_order,
     rm_conflict_term,
@@ -43,20 +45,19 @@ class KeepColumns:
         return batch
 
 
-class _FirstForward:
-    """Stands in for the model in one compute_loss call and keeps the output of its first forward (the policy's)."""
-
-    def __init__(self, model):
-        self.model, self.output = model, None
-
-    def __call__(self, *args, **kwargs):
-        out = self.model(*args, **kwargs)
-        if self.output is None:
-            self.output = out
-        return out
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
+@contextlib.contextmanager
+def _recorded_forwards(*modules):
+    """While the block runs, record the output of every forward of `modules` (None skipped), in call order: the
+    policy's forward first, then the reference's when the trainer runs one. The outputs keep their autograd graph."""
+    seen, handles = [], []
+    for m in modules:
+        if m is not None:
+            handles.append(m.register_forward_hook(lambda module, args, output: seen.append(output)))
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class _ExtraColumns:
@@ -72,6 +73,22 @@ class _ExtraColumns:
 
     def _keep_columns(self):
         self.data_collator = KeepColumns(self.data_collator, self.extra_columns)
+        names = getattr(self.train_dataset, "column_names", None)  # None for an IterableDataset: checked per batch
+        missing = [c for c in self.extra_columns if names is not None and c not in names]
+        if missing:
+            raise ValueError(f"{type(self).__name__} needs the column(s) {missing} on every training row (gt_label: 1 "
+                             f"where the row's chosen is the ground-truth chosen, 0 where the weak labels swapped it; "
+                             f"p_w: the weak probability that chosen beats rejected); the dataset has {names}")  # fmt: skip
+
+    def _pop_columns(self, inputs: dict) -> tuple[dict, list[torch.Tensor]]:
+        """The batch without the extra columns (the model must not see them), and those columns; the caller's dict is
+        left as it was."""
+        missing = [c for c in self.extra_columns if c not in inputs]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: the batch has no {missing} column(s); a custom data_collator must "
+                             "keep them (wrap it in training.trainers.KeepColumns)")  # fmt: skip
+        rest = {k: v for k, v in inputs.items() if k not in self.extra_columns}
+        return rest, [torch.as_tensor(inputs[c]) for c in self.extra_columns]
 
     def _log_term(self, name: str, value: float) -> None:
         mode = "train" if self.model.training else "eval"
@@ -94,17 +111,22 @@ def _dpo():
                 raise ValueError("the explicit conflict term uses summed log-probs: unset ld_alpha")
             self._keep_columns()
 
+        def compute_ref_log_probs(self, model, inputs):
+            # `evaluate` with precomputed reference log-probs collates through KeepColumns: keep gt_label from the model
+            return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k not in self.extra_columns})
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            gt_label = inputs.pop("gt_label")
-            first = _FirstForward(model)
-            out = super().compute_loss(first, inputs, return_outputs, num_items_in_batch)
+            inputs, (gt_label,) = self._pop_columns(inputs)
+            with _recorded_forwards(self.model, self.ref_model) as forwards:
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # TRL's DPO sums the fused head's per-token log-probs of the response (masked positions hold 0); the policy
+            # forward comes first, the reference forward (adapter off, or ref_model) second unless precomputed
             seq_len = inputs["completion_mask"][..., 1:].size(1)
-            logps = first.output.log_probs[:, -seq_len:].sum(dim=1)  # masked positions hold 0, as in TRL
-            chosen, rejected = logps.chunk(2, dim=0)
-            if "ref_chosen_logps" in inputs:
+            chosen, rejected = forwards[0].log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+            if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
-                ref_chosen, ref_rejected = self.compute_ref_log_probs(self.model, inputs)
+                ref_chosen, ref_rejected = forwards[1].log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
             ref_chosen, ref_rejected = ref_chosen.to(chosen.device), ref_rejected.to(chosen.device)
             gt = gt_label.to(chosen.device).bool()
             # ground-truth order: y+ is the row's chosen where gt_label = 1, its rejected where the labels swapped it
@@ -123,15 +145,18 @@ def _dpo():
 def _simpo():
     from trl.experimental.cpo import CPOTrainer
 
-    class ConflictCPOTrainer(CPOTrainer):
-        """SimPO (CPO with loss_type simpo) + alpha * mean(m_i * reversed SimPO loss_i) (SCIENCE.md 2). CPO keeps
-        extra columns itself (remove_unused_columns off with its padding collator)."""
+    class ConflictCPOTrainer(_ExtraColumns, CPOTrainer):
+        """SimPO (CPO with loss_type simpo) + alpha * mean(m_i * reversed SimPO loss_i) (SCIENCE.md 2). The term uses
+        the per-token mean log-probs of CPO's one concatenated forward."""
+
+        extra_columns = ("gt_label",)
 
         def __init__(self, *args, conflict_alpha: float, **kwargs):
             self.conflict_alpha = conflict_alpha
             super().__init__(*args, **kwargs)
             if self.loss_type != "simpo":
                 raise ValueError(f"the SimPO conflict term needs loss_type 'simpo', got {self.loss_type!r}")
+            self._keep_columns()
 
         def concatenated_forward(self, model, batch):
             out = super().concatenated_forward(model, batch)
@@ -141,7 +166,7 @@ def _simpo():
         def get_batch_loss_metrics(self, model, batch, train_eval="train"):
             loss, metrics = super().get_batch_loss_metrics(model, batch, train_eval)
             chosen, rejected = self._policy_logps
-            gt = torch.as_tensor(batch["gt_label"], device=chosen.device).bool()
+            gt = self._pop_columns(batch)[1][0].to(chosen.device).bool()
             pos, neg = torch.where(gt, chosen, rejected), torch.where(gt, rejected, chosen)
             term = simpo_conflict_term(pos, neg, self.beta, self.simpo_gamma, self.conflict_alpha)
             prefix = "eval_" if train_eval == "eval" else ""
@@ -167,10 +192,10 @@ def _reward():
             self._keep_columns()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            gt_label = inputs.pop("gt_label")
-            first = _FirstForward(model)
-            out = super().compute_loss(first, inputs, return_outputs, num_items_in_batch)
-            chosen, rejected = torch.chunk(first.output.logits.squeeze(-1), chunks=2)
+            inputs, (gt_label,) = self._pop_columns(inputs)
+            with _recorded_forwards(self.model) as forwards:
+                out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            chosen, rejected = torch.chunk(forwards[0].logits.squeeze(-1), chunks=2)
             delta_gt = gt_order(chosen - rejected, gt_label)
             term = rm_conflict_term(delta_gt, self.conflict_alpha)
             self._log_term("conflict/term", term.item())
@@ -179,9 +204,10 @@ def _reward():
 
     class ConfidenceRewardTrainer(_ExtraColumns, RewardTrainer):
         """A reward-model student on soft weak labels with the auxiliary confidence loss (SCIENCE.md 1): rows hold
-        chosen (the weak-preferred response), rejected and p_w; loss = (1 - alpha) BCE(p, p_w) + alpha BCE(p, h).
-        The threshold is a statistic of the batch each process sees, so gradient accumulation is refused (it would
-        take the threshold over a micro-batch)."""
+        chosen (the weak-preferred response), rejected and p_w; loss = (1 - alpha) BCE(p, p_w) + alpha BCE(p, h), in
+        place of Bradley-Terry (TRL's forward and reward metrics are kept). The threshold t is a statistic of the
+        whole batch: it is taken over every process's rows (gathered), and gradient accumulation is refused, since a
+        micro-batch is not the batch."""
 
         extra_columns = ("p_w",)
 
@@ -196,17 +222,19 @@ def _reward():
             self._keep_columns()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            p_w = inputs.pop("p_w")
-            inputs.pop("margin", None)
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+            inputs, (p_w,) = self._pop_columns(inputs)
+            inputs.pop("margin", None)  # a Bradley-Terry margin has no meaning here
+            _, outputs = super().compute_loss(model, inputs, return_outputs=True)  # TRL's forward and metrics
             chosen, rejected = torch.chunk(outputs.logits.squeeze(-1).float(), chunks=2)
-            p = torch.sigmoid(chosen - rejected)
+            p, p_w = torch.sigmoid(chosen - rejected), p_w.to(chosen.device, torch.float32)
             alpha = confidence_alpha(self.state.global_step, max(1, self.state.max_steps), self.alpha_max,
                                      self.warmup_frac)  # fmt: skip
-            loss, threshold = confidence_loss(p, p_w.to(p.device), alpha)
+            threshold = confidence_threshold(self.accelerator.gather(p.detach()), self.accelerator.gather(p_w))
+            loss, threshold = confidence_loss(p, p_w, alpha, threshold)
+            if self.args.center_rewards_coefficient is not None:
+                loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
             self._log_term("confidence/alpha", alpha)
             self._log_term("confidence/threshold", threshold.item())
-            self._log_term("accuracy", (chosen > rejected).float().mean().item())
             return (loss, outputs) if return_outputs else loss
 
     return RewardTrainer, ConflictRewardTrainer, ConfidenceRewardTrainer
