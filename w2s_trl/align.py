@@ -114,6 +114,11 @@ def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: st
                  stage: str, conflict_alpha: float = 0.0) -> dict:  # fmt: skip
     from w2s_trl.trainer_args import run_training
 
+    if not rows:
+        from w2s_trl.errors import W2SError
+
+        raise W2SError(f"{stage}: no training rows (every weak label a tie or unscored?): see the label stage's "
+                       "counts in the log and stage.json; a reward source that scores both sides alike labels nothing")
     trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage,
                                   conflict_alpha=conflict_alpha)  # fmt: skip
     return {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}

@@ -79,9 +79,10 @@ class DensityRatioSpec(RewardSpecBase):
         if self.pair == "adapter":
             raise RecipeError("--smoke cannot swap the base of a trained adapter for a tiny model; use the models form")
         spec = self.model_copy(deep=True)
-        for side in (spec.strong, spec.weak):
+        # two different tiny models: S == W would score every pair exactly 0 (all ties, nothing to train on)
+        for side, tiny in ((spec.strong, "tiny:causal-lm"), (spec.weak, "tiny:causal-lm-b")):
             if side is not None:
-                side.model = "tiny:causal-lm"
+                side.model = tiny
         if spec.model is not None:
             spec.model = "tiny:causal-lm"
         if spec.router.model is not None:
