@@ -26,7 +26,7 @@ def test_the_sweep_has_every_conflict_kind_mitigation_and_weak_capacity():
     assert swept | {("none", None)} <= kinds
     assert {v.mitigation for v in variants} == {None, "bootstrap", "confidence", "weak_policy"}
     assert all(v.kind == "explicit" and v.strength == 2.0 for v in variants if v.mitigation)
-    assert {v.weak for v in variants} == {"minilm_l6", "minilm_l2", "weak_policy"}
+    assert {v.weak for v in variants} == {"minilm_l6", "minilm_w64", "weak_policy"}
 
 
 def test_probe_summary_by_value():
@@ -93,7 +93,7 @@ def test_variants_share_the_weak_and_ceiling_stages(smoke_run, tmp_path):
     with one more conflict strength reuses data, weak supervisors, ceiling and every existing student, and trains
     only the new one."""
     records = sorted(p.parent.relative_to(smoke_run).as_posix() for p in smoke_run.rglob("stage.json"))
-    assert "weak/minilm_l6" in records and "weak/minilm_l2" in records and "ceiling" in records
+    assert "weak/minilm_l6" in records and "weak/minilm_w64" in records and "ceiling" in records
     assert all(r.split("/")[-1] in ("label", "student") for r in records if r.startswith("variants/"))
     before = {r: (smoke_run / r / "stage.json").read_text() for r in records if r != "evaluate"}
     out = smoke_run.parent
@@ -104,5 +104,37 @@ def test_variants_share_the_weak_and_ceiling_stages(smoke_run, tmp_path):
     assert (smoke_run / "variants" / "explicit-0.25" / "student" / "stage.json").exists()
     metrics = json.loads((smoke_run / "probe" / "metrics.json").read_text())
     assert "explicit-0.25" in [v["name"] for v in metrics["variants"]]
-    assert set(metrics["cached_stages"]) >= {"data", "weak/minilm_l6", "weak/minilm_l2", "ceiling",
+    assert set(metrics["cached_stages"]) >= {"data", "weak/minilm_l6", "weak/minilm_w64", "ceiling",
                                              "variants/no_conflict/student"}  # fmt: skip
+
+
+def test_supervisors_ordered_by_capacity():
+    from w2s_trl.probe import by_capacity
+
+    sizes = {"l6": {"parameters": 22_700_000, "window": 128}, "w64": {"parameters": 22_700_000, "window": 64},
+             "policy": {"parameters": 134_500_000, "window": None}}  # fmt: skip
+    out = by_capacity({"policy": {}, "l6": {"capacity": "primary"}, "w64": {}}, sizes)
+    assert list(out) == ["w64", "l6", "policy"]
+    assert out["w64"]["capacity"] == "22.7M parameters, 64-token window"
+    assert out["policy"]["capacity"] == "134.5M parameters"
+
+
+def test_implicit_pool_never_hands_the_student_target_ground_truth():
+    """Competing pairs that the target orders the same way are left out; conflict pairs and competing-only pairs stay."""
+    from types import SimpleNamespace
+
+    from w2s_trl.probe import competing_pool
+
+    def row(i, prefs, objective="harmless"):
+        return {"id": f"r{i}", "objective": objective, "prompt": [{"role": "user", "content": f"q{i}"}],
+                "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}],
+                "preferences": prefs}  # fmt: skip
+
+    rows = [row(0, {"harmless": 1, "helpful": 1}), row(1, {"harmless": 1, "helpful": -1}),
+            row(2, {"helpful": 1}, "helpful"), row(3, {"harmless": 1})]  # fmt: skip
+    run = SimpleNamespace(split=lambda name: rows, r=SimpleNamespace(probe=SimpleNamespace(target="harmless",
+                                                                                           competing="helpful")))
+    pool = competing_pool(run)
+    assert sorted(r["id"] for r in pool) == ["r1@helpful", "r2"]
+    flipped = next(r for r in pool if r["id"] == "r1@helpful")
+    assert flipped["chosen"][0]["content"] == "b" and flipped["preferences"] == {"harmless": -1, "helpful": 1}

@@ -193,13 +193,8 @@ def flags(metrics: dict) -> list[str]:
     """What this run cannot tell, in words (SCIENCE.md 1)."""
     out = []
     primary = metrics["primary"]
-    weak = primary["accuracy"].get("weak")
-    if weak and weak["ci"] and weak["ci"][1] < 0.5:
-        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) lies below 0.5: it is "
-                   "worse than chance, its labels systematically inverted on test.")  # fmt: skip
-    elif weak and weak["ci"] and weak["ci"][0] <= 0.5:
-        out.append(f"The weak supervisor's accuracy {weak['value']:.3f} (95% CI {_ci(weak)}) includes 0.5: it is not "
-                   "distinguishable from chance, so its labels carry no signal this run can rely on.")  # fmt: skip
+    flag = weak_flag("The weak supervisor", primary["accuracy"].get("weak"))
+    out += [flag] if flag else []
     rule = "reference_free" if "reference_free" in metrics else "primary"
     diff = metrics[rule]["differences"].get("ceiling-base")
     named = f" under {RULE_NAMES[rule]}" if "reference_free" in metrics else ""
@@ -226,6 +221,19 @@ def flags(metrics: dict) -> list[str]:
     if small:
         out.append(f"Cells with fewer than {SMALL_CELL} examples: {', '.join(small)}; their error rates are unstable.")
     return out
+
+
+def weak_flag(who: str, stat: dict | None) -> str | None:
+    """A weak supervisor whose accuracy interval includes or lies below 0.5, in words (SCIENCE.md 1)."""
+    if not stat or not stat.get("ci"):
+        return None
+    if stat["ci"][1] < 0.5:
+        return (f"{who}'s accuracy {stat['value']:.3f} (95% CI {_ci(stat)}) lies below 0.5: it is worse than chance, "
+                "its labels systematically inverted on test.")  # fmt: skip
+    if stat["ci"][0] <= 0.5:
+        return (f"{who}'s accuracy {stat['value']:.3f} (95% CI {_ci(stat)}) includes 0.5: it is not distinguishable "
+                "from chance, so its labels carry no signal this run can rely on.")  # fmt: skip
+    return None
 
 
 RULE_NAMES = {"primary": "the trainer's own scoring rule", "reference_free": "reference-free scoring"}

@@ -31,6 +31,14 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def trained_spec_inputs(spec) -> dict:
+    """A trained reward model's spec, plus how a derived embedded model is built (a changed derivation retrains)."""
+    from w2s_trl.models import embedded_revision
+
+    revision = embedded_revision(getattr(spec, "model", ""))
+    return {**spec.model_dump(), **({"embedded_revision": revision} if revision else {})}
+
+
 def reward_spec_inputs(spec) -> dict:
     """What a reward source's scores depend on: its spec and the contents of the files it names."""
     import hashlib
@@ -226,7 +234,7 @@ def compute_data(run: Run, work: StageWork) -> dict:
 # 2. weak: each reward model of the weak reward is trained on its own objective's weak_train ground truth (all of
 #    weak_train for a single reward model); other reward sources need no training
 def weak_inputs(run: Run) -> dict:
-    return {"reward": run.r.weak.reward.model_dump(), "data": run.fp("data"), "seed": run.r.run.seed}
+    return {"reward": trained_spec_inputs(run.r.weak.reward), "data": run.fp("data"), "seed": run.r.run.seed}
 
 
 def compute_weak(run: Run, work: StageWork) -> dict:

@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from w2s_trl.pipeline import Run, align_inputs, compute_data, data_inputs, start_run
+from w2s_trl.pipeline import Run, align_inputs, compute_data, data_inputs, start_run, trained_spec_inputs
 from w2s_trl.recipe import CONFLICT_KINDS, ConflictPoint, ProbeSection, Recipe
 from w2s_trl.rundir import StageWork, write_json_atomic, write_text_atomic
 
@@ -88,18 +88,37 @@ def check_pools(run: Run, variants: list[Variant]) -> None:
         if not target_rows(run, split):
             raise RecipeError(f"probe.target '{probe.target}': split {split} holds no pair with its ground truth; "
                               "check data.objectives and data.source")  # fmt: skip
-    pool = len(objective_rows(run.split("w2s_train"), probe.competing))
+    if probe.competing_reward.type == "gold" and any(v.kind == "multi_objective" for v in variants):
+        rows = target_rows(run, "w2s_train")
+        paid = sum((row.get("preferences") or {}).get(probe.competing) is not None for row in rows)
+        if not paid:  # the gold reward would be 0 on every row: a multi-objective conflict that changes nothing
+            raise RecipeError(f"probe.competing_reward: gold needs the {probe.competing} ground truth on the "
+                              f"{probe.target} pairs, but none of w2s_train's {len(rows)} has it; use data with both "
+                              "preferences per row (testbed with conflict: true, PKU-SafeRLHF) or a competing "
+                              "reward model (competing_reward: {type: reward_model, ...})")  # fmt: skip
+    pool = len(competing_pool(run))
     wanted = max([int(v.strength) for v in variants if v.kind == "implicit"], default=0)
     if wanted > pool:
         raise RecipeError(f"probe.conflicts.implicit asks for {wanted} {probe.competing} pairs but w2s_train holds "
-                          f"{pool}: lower N, or raise data.max_rows.w2s_train")  # fmt: skip
+                          f"{pool} that {probe.target} does not order the same way: lower N, or raise "
+                          "data.max_rows.w2s_train")  # fmt: skip
+
+
+def competing_pool(run: Run) -> list[dict]:
+    """w2s_train's pairs of the competing objective, less those the target objective orders the same way: those
+    would hand the student the target's ground truth. What is left pays for the opposite of the target (a conflict
+    pair) or says nothing about it."""
+    from w2s_trl.data import objective_rows
+
+    target = run.r.probe.target
+    return [row for row in objective_rows(run.split("w2s_train"), run.r.probe.competing)
+            if (row["preferences"].get(target) or 0) <= 0]  # fmt: skip
 
 
 def implicit_rows(run: Run, n: int) -> list[dict]:
-    """N ground-truth pairs of the competing objective from w2s_train (seeded), each marked `implicit`."""
-    from w2s_trl.data import objective_rows
-
-    pool = objective_rows(run.split("w2s_train"), run.r.probe.competing)
+    """N ground-truth pairs of the competing objective from w2s_train (seeded; none that the target orders the same
+    way), each marked `implicit`."""
+    pool = competing_pool(run)
     if len(pool) < n:
         raise ValueError(f"probe.conflicts.implicit asks for {n} {run.r.probe.competing} pairs but w2s_train holds "
                          f"{len(pool)}: lower N, or raise data.max_rows.w2s_train")  # fmt: skip
@@ -146,7 +165,8 @@ def run_supervisors(run: Run) -> dict[str, dict]:
                 return train_reward_model(spec, rows, work, r.run.seed, run.report_to, f"{r.run.name}/weak/{name}",
                                           run.max_length[key])  # fmt: skip
 
-            inputs = {"reward": spec.model_dump(), "data": run.fp("data"), "seed": r.run.seed, "objective": objective}
+            inputs = {"reward": trained_spec_inputs(spec), "data": run.fp("data"), "seed": r.run.seed,
+                      "objective": objective}  # fmt: skip
             run.rd.run(stage, inputs, compute, all_ranks=True)
         out[name] = {"spec": spec, "stage": stage, "key": key}
     return out
@@ -303,11 +323,20 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     r, split = run.r, run.split("test")
     test = objective_rows(split, r.probe.target) + objective_rows(split, r.probe.competing)  # each by its own GT
     margins: dict[str, list] = {}
+    unscored: dict[str, int] = {}
+    sizes: dict[str, dict] = {}
     for name, sup in ((n, s) for n, s in sups.items() if n != "competing"):
         count = TruncationCount(f"evaluate (weak supervisor {name} on test)", run.max_length.get(sup["key"]))
-        chosen, rejected = supervisor_source(run, sup).score_pairs(test, count)
+        source = supervisor_source(run, sup)
+        sizes[name] = {"parameters": sum(p.numel() for p in source.model.parameters()) if hasattr(source, "model")
+                       else None, "window": getattr(source, "max_length", None)}  # fmt: skip
+        chosen, rejected = source.score_pairs(test, count)
         count.report()
-        margins[f"weak:{name}"] = [None if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+        # a pair the supervisor cannot score counts as wrong for it (like a tie), not dropped for every model
+        margins[f"weak:{name}"] = [0.0 if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+        unscored[name] = sum(c is None or x is None for c, x in zip(chosen, rejected))
+    for v in (v for v in variants if v.mitigation in ("bootstrap", "confidence")):  # scored like any weak model
+        margins[f"intermediate:{v.name}"] = intermediate_margins(run, v, test)
     count = TruncationCount("evaluate (policy scoring of test responses)", run.max_length["strong"])
     logps = policy_logprobs(r, test, adapters, r.evaluate.base, run.max_length["strong"], count)
     count.report()
@@ -321,15 +350,48 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     predictions = [{"id": row["id"], "objective": row["objective"], "subtlety": row.get("subtlety"),
                     **{f"{name}_margin": m[i] for name, m in margins.items()}} for i, row in enumerate(rows)]  # fmt: skip
     write_jsonl(work.out / "predictions.jsonl", predictions)
-    summary = probe_summary(r, variants, rows, margins)
-    summary["left_out"] = {"n": len(test) - len(kept), "ids": [test[i]["id"] for i in range(len(test))
-                                                               if i not in set(kept)][:5]}  # fmt: skip
+    left_out = {"n": len(test) - len(kept), "ids": [test[i]["id"] for i in sorted(set(range(len(test))) - set(kept))][:5],
+                "weak_unscored": unscored}  # fmt: skip
+    summary = probe_summary(r, variants, rows, margins, left_out)
+    summary["weak_supervisors"] = by_capacity(summary["weak_supervisors"], sizes)
     summary["truncation"] = count.as_dict()
     write_json_atomic(work.out / "summary.json", summary)
     return {"n_test": len(rows)}
 
 
-def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins: dict[str, list]) -> dict:
+def intermediate_margins(run: Run, v: Variant, test: list[dict]) -> list[float]:
+    """The test margins of a mitigation's intermediate reward model (trained in its label stage); a pair it cannot
+    score counts as wrong."""
+    from w2s_trl.rewards import SourceContext, build_reward_source
+    from w2s_trl.truncation import TruncationCount
+
+    ml = run.max_length["probe.intermediate"]
+    folder = run.rd.stage_dir(f"variants/{v.name}/label") / "intermediate" / "model"
+    source = build_reward_source(run.r.probe.mitigations.intermediate, SourceContext({"weak": str(folder)}, {"weak": ml}))
+    count = TruncationCount(f"evaluate (intermediate of {v.name} on test)", ml)
+    chosen, rejected = source.score_pairs(test, count)
+    count.report()
+    return [0.0 if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+
+
+def by_capacity(supervisors: dict, sizes: dict[str, dict]) -> dict:
+    """The supervisors in order of increasing capacity (parameters, then the tokens they read: the capacity plot's x
+    axis), each labelled with it."""
+    def key(name):
+        size = sizes.get(name) or {}
+        return (size.get("parameters") is None, size.get("parameters") or 0, size.get("window") or 0)
+
+    def label(name):
+        size = sizes.get(name) or {}
+        parts = ([f"{size['parameters'] / 1e6:.1f}M parameters"] if size.get("parameters") else []) + (
+            [f"{size['window']}-token window"] if size.get("window") else [])
+        return ", ".join(parts) or supervisors[name].get("capacity")
+
+    return {n: {**supervisors[n], **(sizes.get(n) or {}), "capacity": label(n)} for n in sorted(supervisors, key=key)}
+
+
+def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins: dict[str, list],
+                  left_out: dict | None = None) -> dict:  # fmt: skip
     """Pure given the margins: accuracies per objective, PGR on the target, and the deception numbers of every
     variant, with paired bootstrap intervals (the same resamples for every model)."""
     import numpy as np
@@ -367,9 +429,12 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
         capacity = "primary" if name == probe.weak_name else name
         summary["weak_supervisors"][name] = {"accuracy": accuracy(f"weak:{name}")[probe.target], "capacity": capacity,
                                              "by_objective": accuracy(f"weak:{name}")}  # fmt: skip
+    summary["intermediates"] = {name[len("intermediate:") :]: {"accuracy": accuracy(name)}
+                                for name in correct if name.startswith("intermediate:")}  # fmt: skip
     ref_name = "ceiling" if probe.reference == "ceiling" else "no_conflict"
     ref = correct[ref_name][is_target]
     baseline_of = {v.weak: v.name for v in variants if v.kind == "none" and v.mitigation is None}
+    unmitigated = {(v.kind, v.strength, v.weak): v.name for v in variants if v.mitigation is None}
     for v in variants:
         weak_key = f"weak:{v.weak}"
         student = correct[v.name][is_target]
@@ -386,8 +451,30 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
             pgr_stat = {"value": None, "ci": None, "note": "no strong ceiling was trained (align.ceiling: false)"}
         entry = {"name": v.name, "kind": v.kind, "strength": v.strength, "mitigation": v.mitigation, "weak": v.weak,
                  "accuracy": accuracy(v.name), "pgr": pgr_stat, "deception": dec}  # fmt: skip
+        plain = unmitigated.get((v.kind, v.strength, v.weak)) if v.mitigation else None
+        if plain:  # did the mitigation change the gap of the same conflict, same supervisor (same resamples)?
+            again = deception_metrics(correct[weak_key][is_target], ref, student, t_idx,
+                                      baseline_correct=correct[plain][is_target])  # fmt: skip
+            entry["unmitigated"], dec["gap_vs_unmitigated"] = plain, again["gap_vs_baseline"]
         entry["flags"] = deception_flags(v.name, dec)
         summary["variants"].append(entry)
+
+    def difference(a, b):  # paired: the same resamples of the target's test pairs
+        value = float(correct[a][is_target].mean() - correct[b][is_target].mean())
+        return interval(value, target_samples(a) - target_samples(b))
+
+    primary = f"weak:{probe.weak_name}"
+    summary["differences"] = {name: difference(*pair) for name, pair in {
+        "ceiling-base": ("ceiling", "base"), "ceiling-weak": ("ceiling", primary)}.items()
+        if all(m in correct for m in pair)}  # fmt: skip
+    same = {}
+    for v in variants:
+        same.setdefault(tuple(np.sign(margins[v.name])), []).append(v.name)
+    summary["identical"] = [names for names in same.values() if len(names) > 1]
+    summary["left_out"] = left_out or {"n": 0, "ids": [], "weak_unscored": {}}
+    from w2s_trl.probe_report import run_flags
+
+    summary["flags"] = run_flags(summary)
     return summary
 
 

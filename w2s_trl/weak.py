@@ -56,6 +56,11 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
     columns = ("p_w",) if confidence else ("gt_label",) if conflict_alpha else ()
     pairs = reward_training_rows(tok, rows, max_length, count, columns)
     count.report()
+    if not pairs:
+        from w2s_trl.errors import W2SError
+
+        raise W2SError(f"{run_name}: no reward-model training rows: all {len(rows)} lost to max_length {max_length} "
+                       "(a response alone longer than the window; ids above); raise the reward spec's max_length")
     config = build_trl_config("reward", {**spec.train, "max_length": max_length}, str(work.checkpoints), seed,
                               report_to, run_name)  # fmt: skip
     Trainer = trainer_class("reward", conflict_alpha, confidence=bool(confidence))
