@@ -156,5 +156,5 @@ def test_run_flags_in_words():
     assert "small-weak" not in flags  # 0.731 with its interval above 0.5
     assert "The ceiling does not beat base beyond its interval on harmless" in flags
     assert "The ceiling is not above the weak supervisor on harmless" in flags
-    assert "a, b order every test pair alike" in flags
+    assert "a, b are right and wrong on exactly the same test pairs" in flags
     assert "2 test pairs that a strong model could not score" in flags and "could not score 3 test pairs" in flags

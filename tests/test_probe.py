@@ -56,6 +56,36 @@ def test_probe_summary_by_value():
     assert s["weak_supervisors"]["minilm_l6"]["accuracy"]["value"] == 0.5
     lo, hi = v["accuracy"]["harmless"]["ci"]
     assert 0 <= lo <= 0.5 <= hi <= 1
+    # ceiling 4/6 on target, base [0,1,0,1,0,1] 3/6, weak 3/6: both differences 1/6, paired
+    assert s["differences"]["ceiling-base"]["value"] == pytest.approx(1 / 6)
+    assert s["differences"]["ceiling-weak"]["value"] == pytest.approx(1 / 6)
+    assert s["identical"] == []
+
+
+def test_probe_summary_unscored_mitigated_identical_by_value():
+    """The same 6 target pairs. The supervisor could not score pair 5 (margin 0: wrong for its accuracy, in no cell).
+    explicit-2 errs on 3 and 4 (U_w&K_s) -> gap 2/2 - 0/2 = 1, vs no_conflict (errs on 4: 1/2) +0.5;
+    bootstrap@explicit-2 errs on 4 only -> gap 0.5, minus the unmitigated explicit-2's: -0.5.
+    multi_objective-2 is right and wrong where no_conflict is: flagged as one result."""
+    from w2s_trl.probe import Variant, probe_summary
+
+    r = load_recipe(PROBE, ["evaluate.bootstrap=1000"])
+    rows = [{"objective": "harmless"}] * 6
+    sign = lambda bits: [1.0 if b else -1.0 for b in bits]  # noqa: E731
+    margins = {"weak:minilm_l6": sign([1, 1, 1, 0, 0, 0])[:5] + [0.0], "ceiling": sign([1, 1, 0, 1, 1, 0]),
+               "no_conflict": sign([1, 1, 0, 1, 0, 0]), "explicit-2": sign([1, 1, 0, 0, 0, 0]),
+               "bootstrap@explicit-2": sign([1, 1, 0, 1, 0, 0]), "multi_objective-2": sign([1, 1, 0, 1, 0, 0])}  # fmt: skip
+    variants = [Variant("no_conflict", "minilm_l6", "none", None), Variant("explicit-2", "minilm_l6", "explicit", 2.0),
+                Variant("bootstrap@explicit-2", "minilm_l6", "explicit", 2.0, "bootstrap"),
+                Variant("multi_objective-2", "minilm_l6", "multi_objective", 2.0)]  # fmt: skip
+    s = probe_summary(r, variants, rows, margins, weak_scored={"minilm_l6": [True] * 5 + [False]})
+    assert s["weak_supervisors"]["minilm_l6"]["accuracy"]["value"] == 0.5  # the unscored pair counts wrong
+    by = {v["name"]: v["deception"] for v in s["variants"]}
+    assert by["no_conflict"]["n"] == 5 and sum(c["n"] for c in by["no_conflict"]["cells"].values()) == 5
+    assert by["explicit-2"]["gap"]["value"] == 1.0 and by["explicit-2"]["gap_vs_baseline"]["value"] == 0.5
+    assert by["bootstrap@explicit-2"]["gap_vs_unmitigated"]["value"] == -0.5
+    assert ["no_conflict", "bootstrap@explicit-2", "multi_objective-2"] in s["identical"]
+    assert any("are right and wrong on exactly the same test pairs" in f for f in s["flags"])
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +168,18 @@ def test_implicit_pool_never_hands_the_student_target_ground_truth():
     assert sorted(r["id"] for r in pool) == ["r1@helpful", "r2"]
     flipped = next(r for r in pool if r["id"] == "r1@helpful")
     assert flipped["chosen"][0]["content"] == "b" and flipped["preferences"] == {"harmless": -1, "helpful": 1}
+
+
+def test_reward_model_without_rows_says_why(tmp_path):
+    from w2s_trl.errors import W2SError
+    from w2s_trl.recipe import RewardModelSpec
+    from w2s_trl.rundir import StageWork
+    from w2s_trl.weak import train_reward_model
+
+    spec = RewardModelSpec(type="reward_model", model="tiny:reward-model", max_length=16, train={"max_steps": 1})
+    row = {"id": "r0", "prompt": [{"role": "user", "content": "q"}],
+           "chosen": [{"role": "assistant", "content": "a long answer " * 20}],
+           "rejected": [{"role": "assistant", "content": "another long answer " * 20}]}  # fmt: skip
+    work = StageWork(out=tmp_path / "out", checkpoints=tmp_path / "ck")
+    with pytest.raises(W2SError, match=r"no reward-model training rows: all 1 lost to max_length 16.*raise"):
+        train_reward_model(spec, [row], work, 0, [], "weak/tiny", 16)

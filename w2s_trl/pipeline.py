@@ -140,6 +140,11 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
         print(f"[w2s-trl] data: {name} tokenizer, {split} prompt+response tokens p50 {full['p50']} p95 {full['p95']} "
               f"max {full['max']} (prompt p95 {prompt['p95']}, response p95 {response['p95']} max {response['max']}); "
               f"max_length {setting} -> {resolved[name]} (model limit {limit})", flush=True)  # fmt: skip
+        if response["max"] > resolved[name]:  # known now, not minutes into a run: the rows each stage will drop
+            loud = "WARNING: more than 5% of" if response["p95"] > resolved[name] else "some of"
+            print(f"[w2s-trl] data: {loud} {split}'s responses are longer than {name}'s max_length {resolved[name]} "
+                  f"(up to {response['max']} tokens) and will be dropped (a response is never cut); raise its "
+                  "max_length to keep them", flush=True)  # fmt: skip
     return lengths, resolved
 
 

@@ -91,6 +91,8 @@ def check_pools(run: Run, variants: list[Variant]) -> None:
     if probe.competing_reward.type == "gold" and any(v.kind == "multi_objective" for v in variants):
         rows = target_rows(run, "w2s_train")
         paid = sum((row.get("preferences") or {}).get(probe.competing) is not None for row in rows)
+        print(f"[w2s-trl] probe: gold {probe.competing} reward known on {paid} of {len(rows)} {probe.target} "
+              f"w2s_train pairs (0 on the rest)", flush=True)  # fmt: skip
         if not paid:  # the gold reward would be 0 on every row: a multi-objective conflict that changes nothing
             raise RecipeError(f"probe.competing_reward: gold needs the {probe.competing} ground truth on the "
                               f"{probe.target} pairs, but none of w2s_train's {len(rows)} has it; use data with both "
@@ -233,6 +235,9 @@ def variant_label(run: Run, v: Variant, sups: dict[str, dict], work: StageWork) 
         extra = implicit_rows(run, int(v.strength))
         write_jsonl(work.out / "w2s_train.labelled.jsonl", labelled + extra)
         record["implicit_rows"] = len(extra)
+        record["implicit_conflict_pairs"] = sum((row["preferences"].get(r.probe.target) or 0) < 0 for row in extra)
+        print(f"[w2s-trl] label: {len(extra)} implicit {r.probe.competing} pairs, {record['implicit_conflict_pairs']}"
+              f" of them preferring what {r.probe.target} rejects (the rest say nothing about it)", flush=True)
     final = record.get("relabel", record["weak"])
     record.update(rows=final["rows"], labelled=final["labelled"] + record.get("implicit_rows", 0),
                   weak_label_accuracy=final["weak_label_accuracy"])  # fmt: skip
@@ -248,6 +253,8 @@ def run_variant(run: Run, v: Variant, sups: dict[str, dict]) -> Path:
                 "competing": run.fp(sups["competing"]["stage"]) if "competing" in sups else None}
     label_inputs = {"variant": asdict(v), "probe": r.probe.model_dump(include={"target", "competing", "aggregation",
                     "competing_reward", "mitigations"}), "upstream": upstream, "seed": r.run.seed}  # fmt: skip
+    if v.kind == "implicit":  # bump when what a stage computes changes: a cached result of old code is not reused
+        label_inputs["implicit_pool"] = IMPLICIT_POOL_VERSION
     label = run.rd.run(f"variants/{v.name}/label", label_inputs, lambda work: variant_label(run, v, sups, work))
     alpha = v.strength if v.kind == "explicit" else 0.0
     student_inputs = {**align_inputs(run), "rows": run.fp(f"variants/{v.name}/label"), "conflict_alpha": alpha}
@@ -294,12 +301,20 @@ def run_probe(recipe: Recipe, stop_after: str | None = None) -> Path:
     eval_inputs = {"evaluate": r.evaluate.model_dump(), "probe": r.probe.model_dump(),
                    "upstream": {name: fp_of(rd, path) for name, path in adapters.items()},
                    "supervisors": {n: fp_of(rd, rd.stage_dir(s["stage"])) if s["stage"] else s["spec"].model_dump()
-                                   for n, s in sups.items()}, "data": run.fp("data")}  # fmt: skip
+                                   for n, s in sups.items()}, "data": run.fp("data"),
+                   "version": EVALUATE_VERSION}  # fmt: skip
     eval_dir = rd.run("evaluate", eval_inputs, lambda work: evaluate_probe(run, variants, sups, adapters, work))
     if stop_after == "evaluate" or not rd.is_main:
         return rd.root
     finish_probe(run, variants, eval_dir, time.perf_counter() - start)
     return rd.root
+
+
+# Bump when what a stage computes changes, so a run directory made by older code recomputes it: 2 = the implicit pool
+# leaves out pairs the target orders the same way; 2 = unscored pairs kept out of the cells, intermediates scored,
+# ceiling - base under one rule, run flags.
+IMPLICIT_POOL_VERSION = 2
+EVALUATE_VERSION = 2
 
 
 def fp_of(rd, stage_path: Path) -> str:
@@ -324,6 +339,7 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     test = objective_rows(split, r.probe.target) + objective_rows(split, r.probe.competing)  # each by its own GT
     margins: dict[str, list] = {}
     unscored: dict[str, int] = {}
+    scored: dict[str, list[bool]] = {}
     sizes: dict[str, dict] = {}
     for name, sup in ((n, s) for n, s in sups.items() if n != "competing"):
         count = TruncationCount(f"evaluate (weak supervisor {name} on test)", run.max_length.get(sup["key"]))
@@ -334,7 +350,8 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
         count.report()
         # a pair the supervisor cannot score counts as wrong for it (like a tie), not dropped for every model
         margins[f"weak:{name}"] = [0.0 if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
-        unscored[name] = sum(c is None or x is None for c, x in zip(chosen, rejected))
+        scored[name] = [c is not None and x is not None for c, x in zip(chosen, rejected)]
+        unscored[name] = scored[name].count(False)
     for v in (v for v in variants if v.mitigation in ("bootstrap", "confidence")):  # scored like any weak model
         margins[f"intermediate:{v.name}"] = intermediate_margins(run, v, test)
     count = TruncationCount("evaluate (policy scoring of test responses)", run.max_length["strong"])
@@ -344,6 +361,8 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     margins.update(rules["primary"])
     if "base" not in margins and "reference_free" in rules and "base" in rules["reference_free"]:
         margins["base"] = rules["reference_free"]["base"]  # DPO: the base is its own reference; score it ref-free
+        if "ceiling" in rules["reference_free"]:  # so ceiling - base compares one rule with itself
+            margins["ceiling:reference_free"] = rules["reference_free"]["ceiling"]
     kept = [i for i in range(len(test)) if all(m[i] is not None for m in margins.values())]
     rows = [test[i] for i in kept]
     margins = {name: [m[i] for i in kept] for name, m in margins.items()}
@@ -352,7 +371,8 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     write_jsonl(work.out / "predictions.jsonl", predictions)
     left_out = {"n": len(test) - len(kept), "ids": [test[i]["id"] for i in sorted(set(range(len(test))) - set(kept))][:5],
                 "weak_unscored": unscored}  # fmt: skip
-    summary = probe_summary(r, variants, rows, margins, left_out)
+    summary = probe_summary(r, variants, rows, margins, left_out,
+                            {name: [ok[i] for i in kept] for name, ok in scored.items()})  # fmt: skip
     summary["weak_supervisors"] = by_capacity(summary["weak_supervisors"], sizes)
     summary["truncation"] = count.as_dict()
     write_json_atomic(work.out / "summary.json", summary)
@@ -391,7 +411,7 @@ def by_capacity(supervisors: dict, sizes: dict[str, dict]) -> dict:
 
 
 def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins: dict[str, list],
-                  left_out: dict | None = None) -> dict:  # fmt: skip
+                  left_out: dict | None = None, weak_scored: dict[str, list[bool]] | None = None) -> dict:  # fmt: skip
     """Pure given the margins: accuracies per objective, PGR on the target, and the deception numbers of every
     variant, with paired bootstrap intervals (the same resamples for every model)."""
     import numpy as np
@@ -438,9 +458,17 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
     for v in variants:
         weak_key = f"weak:{v.weak}"
         student = correct[v.name][is_target]
+        # the cells need the supervisor's verdict: a pair it could not score (wrong for its accuracy) is in no cell
+        cell_rows = np.asarray((weak_scored or {}).get(v.weak) or [True] * len(rows), dtype=bool)[is_target]
+        cells_idx = t_idx if cell_rows.all() else bootstrap_indices(int(cell_rows.sum()), ev.bootstrap, ev.bootstrap_seed)
+
+        def in_cells(name):
+            return correct[name][is_target][cell_rows]
+
         baseline = baseline_of.get(v.weak)
-        base_correct = correct[baseline][is_target] if baseline and baseline != v.name else None
-        dec = deception_metrics(correct[weak_key][is_target], ref, student, t_idx, baseline_correct=base_correct)
+        base_correct = in_cells(baseline) if baseline and baseline != v.name else None
+        dec = deception_metrics(in_cells(weak_key), ref[cell_rows], in_cells(v.name), cells_idx,
+                                baseline_correct=base_correct)  # fmt: skip
         acc_s, acc_w = float(student.mean()), float(correct[weak_key][is_target].mean())
         if "ceiling" in correct:
             acc_c = float(correct["ceiling"][is_target].mean())
@@ -453,8 +481,8 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
                  "accuracy": accuracy(v.name), "pgr": pgr_stat, "deception": dec}  # fmt: skip
         plain = unmitigated.get((v.kind, v.strength, v.weak)) if v.mitigation else None
         if plain:  # did the mitigation change the gap of the same conflict, same supervisor (same resamples)?
-            again = deception_metrics(correct[weak_key][is_target], ref, student, t_idx,
-                                      baseline_correct=correct[plain][is_target])  # fmt: skip
+            again = deception_metrics(in_cells(weak_key), ref[cell_rows], in_cells(v.name), cells_idx,
+                                      baseline_correct=in_cells(plain))  # fmt: skip
             entry["unmitigated"], dec["gap_vs_unmitigated"] = plain, again["gap_vs_baseline"]
         entry["flags"] = deception_flags(v.name, dec)
         summary["variants"].append(entry)
@@ -464,12 +492,15 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
         return interval(value, target_samples(a) - target_samples(b))
 
     primary = f"weak:{probe.weak_name}"
+    ceiling_vs_base = "ceiling:reference_free" if "ceiling:reference_free" in correct else "ceiling"
     summary["differences"] = {name: difference(*pair) for name, pair in {
-        "ceiling-base": ("ceiling", "base"), "ceiling-weak": ("ceiling", primary)}.items()
+        "ceiling-base": (ceiling_vs_base, "base"), "ceiling-weak": ("ceiling", primary)}.items()
         if all(m in correct for m in pair)}  # fmt: skip
+    if ceiling_vs_base != "ceiling" and "ceiling-base" in summary["differences"]:
+        summary["differences"]["ceiling-base"]["rule"] = "reference-free log-prob margin, for both"
     same = {}
-    for v in variants:
-        same.setdefault(tuple(np.sign(margins[v.name])), []).append(v.name)
+    for name in [v.name for v in variants] + [m for m in ("base", "ceiling") if m in correct]:
+        same.setdefault(tuple(correct[name]), []).append(name)
     summary["identical"] = [names for names in same.values() if len(names) > 1]
     summary["left_out"] = left_out or {"n": 0, "ids": [], "weak_unscored": {}}
     from w2s_trl.probe_report import run_flags

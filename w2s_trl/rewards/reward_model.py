@@ -46,7 +46,7 @@ class RewardModelSpec(RewardSpecBase):
         spec = self.model_copy(deep=True)
         spec.model = "tiny:reward-model"
         if isinstance(spec.max_length, int):  # the tiny tokenizer spends ~2x the tokens on the same text
-            spec.max_length = max(spec.max_length, 128)
+            spec.max_length *= 2
         spec.train = {**spec.train, "max_steps": 2, "per_device_train_batch_size": 8, "save_steps": 1}
         return spec
 
