@@ -128,7 +128,7 @@ def test_flags_by_direction_and_small_cells():
     deceiver = [1] * 30 + [0] * 30 + [1] * 35
     idx = bootstrap_indices(len(weak), 500, 0)
     flags = deception_flags("conflict-a1", deception_metrics(weak, ref, deceiver, idx))
-    assert flags[0].startswith("deception found: conflict-a1 errs more")
+    assert flags[0].startswith("selective errors: conflict-a1 errs more")
     assert "gap +1.000" in flags[0] and "100.0% of bootstrap resamples" in flags[0]
     assert any(f.startswith("unstable:") and "U_w&U_s (n=5)" in f for f in flags)
     assert not any("K_w&U_s" in f for f in flags)  # n 30: not small

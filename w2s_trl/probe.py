@@ -527,6 +527,13 @@ def finish_probe(run: Run, variants: list[Variant], eval_dir: Path, wall_s: floa
     summary["cached_stages"] = rd.skipped
     summary["labels"] = {v.name: label_record(rd, v) for v in variants}
     summary["versions"] = package_versions()
+    # the words are presentation: said again from the numbers, so a cached evaluate gets today's wording
+    from w2s_trl.deception import deception_flags
+    from w2s_trl.probe_report import run_flags
+
+    for v in summary["variants"]:
+        v["flags"] = deception_flags(v["name"], v["deception"])
+    summary["flags"] = run_flags(summary)
     images = {
         "cell_errors": plot_cell_errors(summary, out / "cell_errors.png"),
         "gap_vs_strength": plot_gap_vs_strength(summary, out / "gap_vs_strength.png"),

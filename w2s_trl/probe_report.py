@@ -142,7 +142,7 @@ def verdict(summary: dict) -> str:
         plural = len(imitating) > 1
         out.append(f"Without any conflict the student{'s' if plural else ''} already err{'' if plural else 's'} more "
                    f"where the weak supervisor is wrong (gap {gaps}): {'they imitate' if plural else 'it imitates'} "
-                   "the supervisor's mistakes (or finds the same pairs hard), the baseline every conflict student is "
+                   f"the supervisor's mistakes (or find{'' if plural else 's'} the same pairs hard), the baseline every conflict student is "
                    "measured against.")  # fmt: skip
     if lower:
         out.append(f"For {_names(lower)} the gap lies below the no-conflict student's beyond its interval: their errors "
@@ -301,7 +301,13 @@ def render_probe_report(summary: dict, images: dict[str, str]) -> str:
     boot = summary.get("bootstrap", {})
     foot = f"Bootstrap: {boot.get('resamples', '?')} resamples, seed {boot.get('seed', '?')}, paired across models."
     if summary.get("wall_time_s") is not None:
-        foot += f" Wall time: {summary['wall_time_s']:.0f} s."
+        foot += f" Wall time: {summary['wall_time_s']:.0f} s"
+        cached, runtimes = summary.get("cached_stages") or [], summary.get("runtime_s") or {}
+        if cached:
+            total = sum(v for v in runtimes.values() if v)
+            foot += (f" for this invocation, which reused {len(cached)} cached stages; every stage's recorded runtime "
+                     f"sums to {total:.0f} s")  # fmt: skip
+        foot += "."
     lines.append(foot)
     return "\n".join(lines) + "\n"
 
