@@ -183,3 +183,10 @@ def test_reward_model_without_rows_says_why(tmp_path):
     work = StageWork(out=tmp_path / "out", checkpoints=tmp_path / "ck")
     with pytest.raises(W2SError, match=r"no reward-model training rows: all 1 lost to max_length 16.*raise"):
         train_reward_model(spec, [row], work, 0, [], "weak/tiny", 16)
+
+
+def test_mitigation_under_a_conflict_outside_the_sweep_fails_at_load():
+    from w2s_trl.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"probe.mitigations.under \(explicit 3\) is not a point of probe.conflicts"):
+        load_recipe(PROBE, ["probe.mitigations.under.strength=3"])

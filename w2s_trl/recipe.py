@@ -338,6 +338,16 @@ class ProbeSection(Strict):
     reference: Literal["ceiling", "no_conflict"] = Field(
         "ceiling", description="K_s/U_s: where the strong ceiling is right (default), or the no-conflict student")
 
+    @model_validator(mode="after")
+    def _under_is_swept(self) -> "ProbeSection":
+        m, under = self.mitigations, self.mitigations.under
+        if under is not None and (m.bootstrap or m.confidence or m.weak_policy) \
+                and under.strength not in getattr(self.conflicts, under.kind):  # fmt: skip
+            raise ValueError(f"probe.mitigations.under ({under.kind} {under.strength:g}) is not a point of "
+                             f"probe.conflicts.{under.kind} {getattr(self.conflicts, under.kind)}: add it there, so "
+                             "each mitigation has the same conflict without it to be compared with")  # fmt: skip
+        return self
+
     def model_specs(self) -> list[str]:
         specs = [m for spec in self.weak_capacities.values() for m in spec.model_specs()]
         specs += self.competing_reward.model_specs()
