@@ -44,6 +44,14 @@ def trl_config_class(name: str) -> type:
         from trl import RewardConfig
 
         return RewardConfig
+    if name == "grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig
+    if name == "rloo":
+        from trl import RLOOConfig
+
+        return RLOOConfig
     raise KeyError(name)
 
 
