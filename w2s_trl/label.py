@@ -72,7 +72,8 @@ def label_with_source(source, rows: list[dict], out_dir, max_length: int | None)
     from w2s_trl.data import write_jsonl
     from w2s_trl.truncation import TruncationCount
 
-    count = TruncationCount("label (weak scoring of w2s_train responses)", max_length)
+    count = TruncationCount("label (weak scoring of w2s_train responses)",
+                            max_length or getattr(source, "max_length", None))  # fmt: skip
     parts = source.score_pair_components(rows, count)
     labelled, summary = weak_label_rows(rows, *parts["total"])
     count.report()

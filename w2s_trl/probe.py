@@ -342,8 +342,9 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     scored: dict[str, list[bool]] = {}
     sizes: dict[str, dict] = {}
     for name, sup in ((n, s) for n, s in sups.items() if n != "competing"):
-        count = TruncationCount(f"evaluate (weak supervisor {name} on test)", run.max_length.get(sup["key"]))
         source = supervisor_source(run, sup)
+        count = TruncationCount(f"evaluate (weak supervisor {name} on test)",
+                                run.max_length.get(sup["key"]) or getattr(source, "max_length", None))  # fmt: skip
         sizes[name] = {"parameters": sum(p.numel() for p in source.model.parameters()) if hasattr(source, "model")
                        else None, "window": getattr(source, "max_length", None)}  # fmt: skip
         chosen, rejected = source.score_pairs(test, count)

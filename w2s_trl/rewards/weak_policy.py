@@ -43,21 +43,21 @@ def policy_rewards(sums, counts, normalize: str) -> list[float | None]:
 @register_reward("weak_policy", WeakPolicySpec)
 class WeakPolicySource(RewardSource):
     def __init__(self, spec: WeakPolicySpec):
-        from w2s_trl.models import load_causal_lm, load_tokenizer
+        from w2s_trl.models import load_causal_lm, load_tokenizer, model_limit
 
         self.spec = spec
         self.model = load_causal_lm(spec.model, trust_remote_code=spec.trust_remote_code)
         self.tokenizer = load_tokenizer(spec.model, spec.trust_remote_code)
+        self.max_length = model_limit(self.model)  # the prompt is cut from the left to fit; the response never
 
     @classmethod
     def build(cls, spec: WeakPolicySpec, context: SourceContext, key: str) -> "WeakPolicySource":
         return cls(spec)
 
     def score(self, prompts, completions, ids=None, count=None, partners=None):
-        from w2s_trl.models import model_limit
         from w2s_trl.scoring import autocast_for, response_logprobs
 
         sums, counts = response_logprobs(self.model, self.tokenizer, prompts, completions, self.spec.score_batch_size,
                                          ids=ids, desc="weak policy", autocast_dtype=autocast_for(self.spec.precision),
-                                         max_length=model_limit(self.model), count=count, partners=partners)  # fmt: skip
+                                         max_length=self.max_length, count=count, partners=partners)  # fmt: skip
         return policy_rewards(sums, counts, self.spec.normalize)
