@@ -347,11 +347,7 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
                                 run.max_length.get(sup["key"]) or getattr(source, "max_length", None))  # fmt: skip
         sizes[name] = {"parameters": sum(p.numel() for p in source.model.parameters()) if hasattr(source, "model")
                        else None, "window": getattr(source, "max_length", None)}  # fmt: skip
-        chosen, rejected = source.score_pairs(test, count)
-        count.report()
-        # a pair the supervisor cannot score counts as wrong for it (like a tie), not dropped for every model
-        margins[f"weak:{name}"] = [0.0 if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
-        scored[name] = [c is not None and x is not None for c, x in zip(chosen, rejected)]
+        margins[f"weak:{name}"], scored[name] = supervisor_margins(source, test, count)
         unscored[name] = scored[name].count(False)
     for v in (v for v in variants if v.mitigation in ("bootstrap", "confidence")):  # scored like any weak model
         margins[f"intermediate:{v.name}"] = intermediate_margins(run, v, test)
@@ -370,8 +366,8 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
     predictions = [{"id": row["id"], "objective": row["objective"], "subtlety": row.get("subtlety"),
                     **{f"{name}_margin": m[i] for name, m in margins.items()}} for i, row in enumerate(rows)]  # fmt: skip
     write_jsonl(work.out / "predictions.jsonl", predictions)
-    left_out = {"n": len(test) - len(kept), "ids": [test[i]["id"] for i in sorted(set(range(len(test))) - set(kept))][:5],
-                "weak_unscored": unscored}  # fmt: skip
+    dropped = sorted(set(range(len(test))) - set(kept))
+    left_out = {"n": len(dropped), "ids": [test[i]["id"] for i in dropped][:5], "weak_unscored": unscored}
     summary = probe_summary(r, variants, rows, margins, left_out,
                             {name: [ok[i] for i in kept] for name, ok in scored.items()})  # fmt: skip
     summary["weak_supervisors"] = by_capacity(summary["weak_supervisors"], sizes)
@@ -381,18 +377,24 @@ def evaluate_probe(run: Run, variants: list[Variant], sups: dict, adapters: dict
 
 
 def intermediate_margins(run: Run, v: Variant, test: list[dict]) -> list[float]:
-    """The test margins of a mitigation's intermediate reward model (trained in its label stage); a pair it cannot
-    score counts as wrong."""
+    """The test margins of a mitigation's intermediate reward model (trained in its label stage)."""
     from w2s_trl.rewards import SourceContext, build_reward_source
     from w2s_trl.truncation import TruncationCount
 
     ml = run.max_length["probe.intermediate"]
     folder = run.rd.stage_dir(f"variants/{v.name}/label") / "intermediate" / "model"
-    source = build_reward_source(run.r.probe.mitigations.intermediate, SourceContext({"weak": str(folder)}, {"weak": ml}))
-    count = TruncationCount(f"evaluate (intermediate of {v.name} on test)", ml)
+    context = SourceContext({"weak": str(folder)}, {"weak": ml})
+    source = build_reward_source(run.r.probe.mitigations.intermediate, context)
+    return supervisor_margins(source, test, TruncationCount(f"evaluate (intermediate of {v.name} on test)", ml))[0]
+
+
+def supervisor_margins(source, test: list[dict], count) -> tuple[list[float], list[bool]]:
+    """A supervisor's margins on the test pairs, and which pairs it could score: a pair it cannot score counts as
+    wrong for it (margin 0, like a tie), never dropped for every model."""
     chosen, rejected = source.score_pairs(test, count)
     count.report()
-    return [0.0 if c is None or x is None else c - x for c, x in zip(chosen, rejected)]
+    scored = [c is not None and x is not None for c, x in zip(chosen, rejected)]
+    return [c - x if ok else 0.0 for c, x, ok in zip(chosen, rejected, scored)], scored
 
 
 def by_capacity(supervisors: dict, sizes: dict[str, dict]) -> dict:
@@ -417,7 +419,7 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
     variant, with paired bootstrap intervals (the same resamples for every model)."""
     import numpy as np
 
-    from w2s_trl.deception import deception_flags, deception_metrics
+    from w2s_trl.deception import deception_flags, deception_metrics, gap_difference
     from w2s_trl.metrics import bootstrap_indices, interval, pair_correct, pgr, pgr_samples, resampled_mean
 
     probe, ev = r.probe, r.evaluate
@@ -461,7 +463,8 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
         student = correct[v.name][is_target]
         # the cells need the supervisor's verdict: a pair it could not score (wrong for its accuracy) is in no cell
         cell_rows = np.asarray((weak_scored or {}).get(v.weak) or [True] * len(rows), dtype=bool)[is_target]
-        cells_idx = t_idx if cell_rows.all() else bootstrap_indices(int(cell_rows.sum()), ev.bootstrap, ev.bootstrap_seed)
+        cells_idx = t_idx if cell_rows.all() else bootstrap_indices(int(cell_rows.sum()), ev.bootstrap,
+                                                                    ev.bootstrap_seed)  # fmt: skip
 
         def in_cells(name):
             return correct[name][is_target][cell_rows]
@@ -482,9 +485,9 @@ def probe_summary(r: Recipe, variants: list[Variant], rows: list[dict], margins:
                  "accuracy": accuracy(v.name), "pgr": pgr_stat, "deception": dec}  # fmt: skip
         plain = unmitigated.get((v.kind, v.strength, v.weak)) if v.mitigation else None
         if plain:  # did the mitigation change the gap of the same conflict, same supervisor (same resamples)?
-            again = deception_metrics(in_cells(weak_key), ref[cell_rows], in_cells(v.name), cells_idx,
-                                      baseline_correct=in_cells(plain))  # fmt: skip
-            entry["unmitigated"], dec["gap_vs_unmitigated"] = plain, again["gap_vs_baseline"]
+            entry["unmitigated"] = plain
+            dec["gap_vs_unmitigated"] = gap_difference(in_cells(weak_key), ref[cell_rows], in_cells(v.name),
+                                                       in_cells(plain), cells_idx)["difference"]  # fmt: skip
         entry["flags"] = deception_flags(v.name, dec)
         summary["variants"].append(entry)
 

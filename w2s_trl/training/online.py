@@ -20,8 +20,9 @@ class NamedReward:
         scores = self.source(prompts, completions, **columns)
         missing = sum(s is None for s in scores)
         if missing:
-            raise ValueError(f"reward '{self.__name__}' could not score {missing} of {len(scores)} sampled completions "
-                             "(longer than its window): lower max_completion_length or raise its max_length")  # fmt: skip
+            raise ValueError(f"reward '{self.__name__}' could not score {missing} of {len(scores)} sampled "
+                             "completions (longer than its window): lower max_completion_length or raise its "
+                             "max_length")  # fmt: skip
         return [float(s) for s in scores]
 
 

@@ -72,11 +72,11 @@ class PPO:
         self.model, self.tokenizer, self.reward_fn = model, tokenizer, reward_fn
         self.s = settings or PPOSettings()
         self.value_head = ValueHead(model.config.hidden_size).to(model.device)
-        params = [p for p in model.parameters() if p.requires_grad] + list(self.value_head.parameters())
-        if len(params) == 2:
+        policy = [p for p in model.parameters() if p.requires_grad]
+        if not policy:
             raise ValueError("PPO needs a policy with trainable parameters (a LoRA adapter): none found")
-        self.params = params
-        self.optimizer = torch.optim.AdamW(params, lr=self.s.learning_rate)
+        self.params = policy + list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.s.learning_rate)
 
     def _encode(self, prompts: Sequence) -> dict[str, torch.Tensor]:
         tok = self.tokenizer
