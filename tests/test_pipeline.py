@@ -34,7 +34,7 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
     root = run_dir(tmp_path, recipe)
     metrics = json.loads((root / "metrics.json").read_text())
     policies = {"student"} | ({"ceiling"} if r.align.ceiling else set())
-    if r.align.trainer == "dpo":  # the base is its own DPO reference: it is scored reference-free only
+    if r.align.trainer != "simpo":  # the base is its own reference (DPO, online RL): scored reference-free only
         assert set(metrics["primary"]["accuracy"]) == {"weak"} | policies
         assert set(metrics["reference_free"]["accuracy"]) == {"weak", "base"} | policies
     else:
@@ -59,8 +59,10 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
     assert (root / "recipe.resolved.yaml").exists()
     preds = (root / "evaluate" / "predictions.jsonl").read_text().splitlines()
     assert len(preds) == metrics["n_test"]
-    labelled = [json.loads(x) for x in (root / "label" / "w2s_train.labelled.jsonl").read_text().splitlines()]
-    if r.label.method == "weak_labels":
+    if r.align.online:
+        check_online_run(root, metrics, r)
+    elif r.label.method == "weak_labels":
+        labelled = [json.loads(x) for x in (root / "label" / "w2s_train.labelled.jsonl").read_text().splitlines()]
         # labels really come from the weak model: weak_correct matches the order it put in `chosen`
         gt = {json.loads(x)["id"]: json.loads(x) for x in (root / "data" / "w2s_train.jsonl").read_text().splitlines()}
         for row in labelled:
@@ -70,6 +72,7 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
         assert len(labelled) == labels["labelled"]
     else:
         # best-of-n: chosen is a top-scored sample, rejected a lower-scored one, all n scores kept
+        labelled = [json.loads(x) for x in (root / "label" / "w2s_train.labelled.jsonl").read_text().splitlines()]
         for row in labelled:
             assert len(row["samples"]) == len(row["scores"]) == r.label.best_of_n.n
             chosen = row["samples"].index(row["chosen"][0]["content"])
@@ -90,6 +93,34 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
     assert set(json.loads((root / "metrics.json").read_text())["cached_stages"]) == set(stages) | (
         {"ceiling"} if r.align.ceiling else set()
     )
+
+
+def check_online_run(root: Path, metrics: dict, r) -> None:
+    """An online student: no training pairs, a training log with each objective's reward, completions sampled before
+    and after on test prompts, judged and scored per objective, every number with its interval."""
+    assert not (root / "label" / "w2s_train.labelled.jsonl").exists()
+    history = [json.loads(x) for x in (root / "student" / "history.jsonl").read_text().splitlines()]
+    names = list(json.loads((root / "student" / "stage.json").read_text())["rewards"])
+    if r.weak.reward.type == "multi_objective":
+        assert names == list(r.weak.reward.objectives)
+    logged = [h for h in history if f"rewards/{names[0]}/mean" in h]
+    assert len(logged) == 2 and all(f"rewards/{n}/mean" in h for n in names for h in logged)
+    assert (root / "student" / "reward_curve.png").stat().st_size > 10_000
+    online = metrics["online"]
+    records = [json.loads(x) for x in (root / "evaluate" / "generations.jsonl").read_text().splitlines()]
+    assert {x["model"] for x in records} == {"base", "student"} and online["prompts"] > 0
+    judged = [x for x in records if x["check"] is not None and x["model"] == "student"]
+    assert online["judged"]["judged"] == len(judged)
+    if judged:
+        assert online["judged"]["by"]["all"]["student"]["value"] == pytest.approx(
+            sum(x["right"] for x in judged) / len(judged))  # fmt: skip
+    for name in names:
+        block = online["rewards"][name]
+        scores = [x[f"reward/{name}"] for x in records if x["model"] == "student"]
+        assert block["student"]["ci"][0] <= block["student"]["value"] <= block["student"]["ci"][1]
+        assert len(scores) >= online["prompts"] and block["student - base"]["ci"] is not None
+    assert "## Online RL: what the student writes" in (root / "report.md").read_text()
+
 
 
 def test_changed_input_reruns_only_downstream_stages(tmp_path):
@@ -175,6 +206,22 @@ def test_wandb_logs_offline_without_login(tmp_path):
     assert "logging offline" in out.stdout
     offline_runs = list((run_dir(tmp_path, RECIPES[0]) / "wandb").glob("offline-run-*"))
     assert len(offline_runs) >= 4  # weak, student, ceiling trainers and the summary run
+
+
+@pytest.mark.parametrize("name", ["grpo_multi_objective.yaml", "ppo_weak_rm.yaml"])
+def test_online_completions_reach_wandb_as_a_table(name, tmp_path):
+    """W&B offline: the sampled completions of training go out as tables, GRPO's with one column per objective."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["HOME"] = str(tmp_path)  # no ~/.netrc: not logged in
+    recipe = REPO / "recipes" / name
+    cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}",
+           "--stop-after", "student"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = run_dir(tmp_path, recipe)
+    tables = [json.loads(p.read_text()) for p in root.glob("wandb/*/files/media/table/completions_*.table.json")]
+    want = {"helpful", "harmless", "completion"} if "grpo" in name else {"reward", "completion"}
+    assert tables and all(want <= set(t["columns"]) and t["data"] for t in tables)
 
 
 def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_ppo_raises_a_simple_reward_with_bounded_kl():
                                       # the tiny random model's logits are nearly flat: the head must be adaptable
                                       target_modules=["q_proj", "v_proj", "lm_head"]))
     ppo = PPO(model, tok, low_id_share(tok), PPOSettings(learning_rate=1e-2, minibatch_size=8, ppo_epochs=2,
-                                                           kl_coef=0.01, max_new_tokens=12))
+                                                           kl_coef=0.01, max_completion_length=12))
     prompts = [[{"role": "user", "content": f"say something {i}"}] for i in range(16)]
     history = [ppo.step(prompts) for _ in range(10)]
     first, last = history[0]["reward"], sum(h["reward"] for h in history[-3:]) / 3

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s_trl.recipe import Recipe
+from w2s_trl.recipe import MIN_PROMPT_TOKENS, Recipe
 from w2s_trl.rundir import StageWork
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -126,3 +126,87 @@ def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: st
 
 def adapter_dir(stage_dir: Path) -> Path:
     return stage_dir / "adapter"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Online RL (SCIENCE.md 5): the student samples completions of w2s_train prompts and a reward source scores them
+
+
+def online_budget(recipe: Recipe, max_length: int | None) -> tuple[int | None, int]:
+    """(prompt token budget, completion tokens): prompt + completion fit the resolved `max_length`."""
+    from w2s_trl.errors import W2SError
+
+    completion = recipe.align.completion_tokens()
+    if max_length is None:
+        return None, completion
+    if max_length - completion < MIN_PROMPT_TOKENS:
+        raise W2SError(f"align.args.max_length {max_length} leaves {max_length - completion} tokens for the prompt "
+                       f"after max_completion_length {completion}: raise max_length or lower max_completion_length")
+    return max_length - completion, completion
+
+
+def train_online_policy(recipe: Recipe, rows: list[dict], source, work: StageWork, run_name: str,
+                        max_length: int | None, stage: str) -> dict:  # fmt: skip
+    """GRPO / RLOO through TRL, or the project's PPO, on the distinct prompts of `rows`, rewarded by `source` (one
+    reward function per objective). Writes the adapter, the training log (history.jsonl) and its reward curves."""
+    import json
+
+    from transformers import set_seed
+
+    from w2s_trl.training.online import objective_rewards, online_prompts
+
+    set_seed(recipe.run.seed)
+    model, tok = load_strong_base(recipe)
+    tok.padding_side = "left"  # generation continues every prompt at the same column
+    budget, _ = online_budget(recipe, max_length)
+    prompts, count = online_prompts(rows, tok, budget, stage)
+    count.report()
+    if not prompts:
+        from w2s_trl.errors import W2SError
+
+        raise W2SError(f"{stage}: no prompt fits the prompt budget of {budget} tokens: raise align.args.max_length")
+    funcs, weights = objective_rewards(source)
+    print(f"[w2s-trl] {stage}: {recipe.align.trainer} on {len(prompts)} prompts, rewards "
+          + ", ".join(f"{f.__name__} x {w:g}" for f, w in zip(funcs, weights)), flush=True)  # fmt: skip
+    if recipe.align.trainer == "ppo":
+        from accelerate import PartialState
+
+        from w2s_trl.training.ppo import run_ppo
+
+        if PartialState().num_processes > 1:
+            from w2s_trl.errors import W2SError
+
+            raise W2SError("align.trainer ppo runs in one process (its loop is not distributed): launch it without "
+                           "several processes, or use grpo / rloo, which TRL distributes")  # fmt: skip
+
+        history = run_ppo(recipe, model, tok, prompts, funcs, weights, work, run_name, lora_config(recipe))
+        result = {"global_step": len(history)}
+    else:
+        history, result = _train_trl_online(recipe, model, tok, prompts, funcs, weights, work, run_name)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        from w2s_trl.plots import plot_online_history
+
+        (work.out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        plot_online_history(history, [f.__name__ for f in funcs], recipe.align.trainer, work.out / "reward_curve.png")
+    return {**result, "prompts": len(prompts), "rewards": {f.__name__: w for f, w in zip(funcs, weights)},
+            "truncation": count.as_dict()}  # fmt: skip
+
+
+def _train_trl_online(recipe: Recipe, model, tok, prompts, funcs, weights, work: StageWork, run_name: str):
+    from datasets import Dataset
+
+    from w2s_trl.trainer_args import build_trl_config, run_training
+    from w2s_trl.training.trainers import trainer_class
+
+    args = {**recipe.align.online_args(), "reward_weights": weights}  # the objectives' weights (recipe check)
+    if "wandb" in recipe.tracking.report_to:
+        args.setdefault("log_completions", True)  # a table of prompts, completions and rewards per logging step
+    config = build_trl_config(recipe.align.trainer, args, str(work.checkpoints), recipe.run.seed,
+                              recipe.tracking.report_to, run_name)  # fmt: skip
+    dataset = Dataset.from_list([{"prompt": p["prompt"]} for p in prompts])
+    trainer = trainer_class(recipe.align.trainer)(model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
+                                                  processing_class=tok, peft_config=lora_config(recipe))  # fmt: skip
+    result = run_training(trainer, work, "adapter", run_name)
+    return [h for h in trainer.state.log_history], result

@@ -52,8 +52,9 @@ def read_progress(path: Path) -> dict[str, dict]:
     return done
 
 
-def sample(policy, tokenizer, prompts: Sequence[list[dict]], cfg: BestOfNSection, seed: int) -> list[list[str]]:
-    """N sampled completions per prompt, batched (left padding)."""
+def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tokens: int, temperature: float,
+           top_p: float, seed: int, top_k: int | None = None) -> list[list[str]]:  # fmt: skip
+    """n sampled completions per prompt, batched (left padding), seeded; `top_k` None keeps the model's default."""
     import torch
 
     from w2s_trl.scoring import render
@@ -64,11 +65,11 @@ def sample(policy, tokenizer, prompts: Sequence[list[dict]], cfg: BestOfNSection
     torch.manual_seed(seed)
     with torch.no_grad():
         out = policy.generate(
-            **enc, do_sample=True, num_return_sequences=cfg.n, max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, top_p=cfg.top_p, pad_token_id=tokenizer.pad_token_id,
+            **enc, do_sample=True, num_return_sequences=n, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, pad_token_id=tokenizer.pad_token_id, **({} if top_k is None else {"top_k": top_k}),
         )  # fmt: skip
     decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    return [[d.strip() for d in decoded[i * cfg.n : (i + 1) * cfg.n]] for i in range(len(prompts))]
+    return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
 
 def best_of_n(policy, tokenizer, rows: list[dict], source, cfg: BestOfNSection, seed: int, progress: Path) -> dict:
@@ -86,7 +87,8 @@ def best_of_n(policy, tokenizer, rows: list[dict], source, cfg: BestOfNSection, 
     with open(progress, "a") as fh:
         for start in range(0, len(todo), cfg.prompts_per_batch):
             batch = todo[start : start + cfg.prompts_per_batch]
-            samples = sample(policy, tokenizer, [r["prompt"] for r in batch], cfg, prompt_seed(seed, batch[0]["id"]))
+            samples = sample(policy, tokenizer, [r["prompt"] for r in batch], cfg.n, cfg.max_new_tokens,
+                             cfg.temperature, cfg.top_p, prompt_seed(seed, batch[0]["id"]))  # fmt: skip
             flat_prompts = [r["prompt"] for r in batch for _ in range(cfg.n)]
             flat = [s for group in samples for s in group]
             scores = source(flat_prompts, flat)

@@ -57,6 +57,11 @@ def sum_margins(beta: float, sum_c, sum_r) -> list[float | None]:
 
 
 def trainer_beta(recipe: Recipe) -> float:
+    """beta of the trainer's scoring rule. Online RL (grpo, rloo, ppo) is scored like DPO with beta 1: the KL-regularised
+    optimum pi ~ pi_ref exp(r / beta) makes log(pi / pi_ref) its implicit reward up to the scale, and accuracy reads
+    only the sign of a margin (GRPO's default KL coefficient is 0, which would zero every margin)."""
+    if recipe.align.online:
+        return 1.0
     args = recipe.align.trl_args()
     if "beta" in args:
         return float(args["beta"])
@@ -89,7 +94,7 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
 
     out = {}
     counted = None  # every model cuts the same way (one tokenizer, one max_length): count the first pass only
-    if include_base or recipe.align.trainer == "dpo":
+    if include_base or recipe.align.trainer != "simpo":  # the implicit rule's reference
         out["base"], counted = logps(base, "base", count), count
     model = None
     for i, (name, path) in enumerate(adapters.items()):
@@ -105,7 +110,8 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
 
 
 def policy_margins(trainer: str, beta: float, logps: dict[str, dict], include_base: bool) -> dict[str, dict]:
-    """{"primary": {model: margins}, "reference_free": {...}} (reference_free only for dpo, where it differs)."""
+    """{"primary": {model: margins}, "reference_free": {...}} (reference_free for every trainer but simpo, whose own
+    rule is reference-free). dpo and the online trainers (grpo, rloo, ppo) share the implicit rule."""
     bc = br = None
     if "base" in logps:
         (bc, _), (br, _) = logps["base"]["chosen"], logps["base"]["rejected"]

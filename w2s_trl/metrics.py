@@ -121,3 +121,19 @@ def pgr_samples(student: np.ndarray, weak: np.ndarray, ceiling: np.ndarray) -> n
 def cell_error_samples(correct: Sequence[bool], cell: Sequence[bool], idx: np.ndarray) -> np.ndarray:
     """err(S | cell) in each resample: the cell's membership moves with the resampled examples."""
     return resampled_mean(~np.asarray(correct, dtype=bool), idx, cell)
+
+
+def cluster_resampled_mean(values: Sequence[float], clusters: Sequence[int], idx: np.ndarray,
+                           mask: Sequence[bool] | None = None) -> np.ndarray:  # fmt: skip
+    """The mean of `values` over the examples in `mask`, in every resample of CLUSTERS (`idx`: [resamples,
+    n_clusters] cluster indices drawn with replacement; `clusters[i]`: example i's cluster, 0..n_clusters-1). Examples
+    that share something (one sampled completion judged by several rows) move together. NaN where a resample holds no
+    example of the mask."""
+    v = np.asarray(values, dtype=float)
+    m = np.ones(len(v), bool) if mask is None else np.asarray(mask, dtype=bool)
+    c = np.asarray(clusters, dtype=int)
+    n = idx.shape[1]
+    sums = np.bincount(c, weights=np.where(m, v, 0.0), minlength=n)[idx].sum(axis=1)
+    counts = np.bincount(c, weights=m.astype(float), minlength=n)[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

@@ -267,7 +267,8 @@ def _merged_truncation(records: dict) -> dict:
 # 3. label: weak labels on w2s_train pairs (ties left out), or best-of-n pairs on its prompts
 def label_inputs(run: Run) -> dict:
     r = run.r
-    inputs = {"label": r.label.model_dump(), "source": run.source_inputs(), "data": run.fp("data"), "seed": r.run.seed}
+    inputs = {"label": r.label.model_dump(), "source": run.source_inputs(), "data": run.fp("data"), "seed": r.run.seed,
+              "online": r.align.online}  # an online run's label stage writes no pairs: never reused by an offline one
     if r.label.method == "best_of_n":
         inputs["policy"] = r.strong.model_dump()
     return inputs
@@ -280,6 +281,8 @@ def compute_label(run: Run, work: StageWork) -> dict:
     r = run.r
     source = build_reward_source(r.weak.reward, run.source_context())
     normalization = source.fit_normalization(run.split("weak_train")) if hasattr(source, "fit_normalization") else None
+    if r.align.online:  # the student samples its own completions: only the reward's statistics are fixed here
+        return {"online": r.align.trainer, "normalization": normalization}
     if r.label.method == "weak_labels":
         from w2s_trl.label import label_with_source
 
@@ -306,8 +309,15 @@ def align_inputs(run: Run) -> dict:
 
 
 def compute_student(run: Run, work: StageWork) -> dict:
-    from w2s_trl.align import train_policy
+    from w2s_trl.align import train_online_policy, train_policy
     from w2s_trl.data import read_jsonl
+
+    if run.r.align.online:  # online RL on w2s_train's prompts, rewarded by the weak reward source
+        from w2s_trl.rewards import build_reward_source
+
+        source = build_reward_source(run.r.weak.reward, run.source_context())
+        return train_online_policy(run.r, run.split("w2s_train"), source, work, f"{run.r.run.name}/student",
+                                   run.max_length["strong"], "student")  # fmt: skip
 
     rows = read_jsonl(run.rd.stage_dir("label") / "w2s_train.labelled.jsonl")
     return train_policy(run.r, rows, work, f"{run.r.run.name}/student", run.max_length["strong"], "student")
@@ -351,9 +361,30 @@ def compute_evaluate(run: Run, work: StageWork) -> dict:
     metrics, predictions = summarize(test, margins, r.evaluate.region_reference, r.evaluate.bootstrap,
                                      r.evaluate.bootstrap_seed)  # fmt: skip
     metrics["truncation"] = {"weak": weak_count.as_dict(), "policies": policy_count.as_dict()}
+    if r.align.online and r.evaluate.generations:
+        from w2s_trl.online_eval import evaluate_generations
+
+        source = build_reward_source(r.weak.reward, run.source_context())
+        metrics["online"], records = evaluate_generations(r, test, run.adapters()["student"], source,
+                                                          run.max_length["strong"])  # fmt: skip
+        metrics["online"]["training"] = online_training_summary(run.rd.stage_dir("student"))
+        write_jsonl(work.out / "generations.jsonl", records)
     write_json_atomic(work.out / "metrics.json", metrics)
     write_jsonl(work.out / "predictions.jsonl", predictions)
     return {}
+
+
+def online_training_summary(student_dir: Path) -> dict:
+    """The online student's training log, first and last logged rewards (per objective) and KL."""
+    from w2s_trl.data import read_jsonl
+
+    history = [h for h in read_jsonl(student_dir / "history.jsonl") if any(k.startswith("rewards/") or k == "reward"
+                                                                          for k in h)]  # fmt: skip
+    keys = sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
+                  | {k for h in history for k in ("reward", "kl") if k in h})  # fmt: skip
+    pick = lambda h: {k: h[k] for k in keys if k in h}  # noqa: E731
+    return {"logged_steps": len(history), "first": pick(history[0]) if history else {},
+            "last": pick(history[-1]) if history else {}, "curve": str(student_dir / "reward_curve.png")}  # fmt: skip
 
 
 STAGES: tuple[Stage, ...] = (

@@ -43,6 +43,7 @@ from w2s_trl.rewards import (
 )
 from w2s_trl.schema import (  # noqa: F401 (re-exported: the schema's shared pieces)
     CPU_TRAINER_DEFAULTS,
+    ONLINE_TRAINERS,
     OWNED_TRAINER_ARGS,
     Strict,
     check_trainer_args,
@@ -198,7 +199,10 @@ SIMPO_FIXED = {"loss_type": "simpo", "cpo_alpha": 0.0}
 
 
 class AlignSection(Strict):
-    trainer: Literal["dpo", "simpo"] = "dpo"
+    trainer: Literal["dpo", "simpo", "grpo", "rloo", "ppo"] = Field(
+        "dpo", description="dpo/simpo: offline on weak labels; grpo/rloo (TRL) and ppo (w2s_trl/training/ppo.py): "
+        "online RL on w2s_train prompts, rewarded by weak.reward"
+    )
     ceiling: bool = Field(True, description="also train the strong ceiling on w2s_train ground truth")
     length_grouping: bool = Field(
         True, description="batches of rows of similar length, in a seeded random order (a batch costs its longest "
@@ -226,6 +230,26 @@ class AlignSection(Strict):
         resolved = {"max_length": max_length} if self.max_length_setting() == "auto" and max_length else {}
         return {**self.args, **resolved, **(SIMPO_FIXED if self.trainer == "simpo" else {})}
 
+    @property
+    def online(self) -> bool:
+        return self.trainer in ONLINE_TRAINERS
+
+    def completion_tokens(self) -> int:
+        """An online trainer's `max_completion_length` (its config's default when not set)."""
+        import dataclasses
+
+        if "max_completion_length" in self.args:
+            return self.args["max_completion_length"]
+        return {f.name: f.default for f in dataclasses.fields(trl_config_class(self.trainer))}["max_completion_length"]
+
+    def online_args(self) -> dict[str, Any]:
+        """`args` for an online trainer's config: `max_length` is w2s-trl's (it cuts prompts to max_length minus
+        max_completion_length), not a field of GRPOConfig, RLOOConfig or PPOSettings."""
+        return {k: v for k, v in self.args.items() if k != "max_length"}
+
+
+MIN_PROMPT_TOKENS = 8  # an online trainer's max_length must leave at least this many tokens for the prompt
+
 
 class EvaluateSection(Strict):
     batch_size: int = Field(16, gt=0)
@@ -239,6 +263,10 @@ class EvaluateSection(Strict):
     )
     bootstrap: int = Field(2000, ge=1000, description="bootstrap resamples of test for every interval (>= 1000)")
     bootstrap_seed: int = Field(0, description="seed of the bootstrap resamples (the same resamples for every model)")
+    generations: int = Field(
+        64, ge=0, description="online trainers: test prompts on which base and student completions are sampled, "
+        "judged by ground truth where a row allows it and scored by each objective's reward (0: none)"
+    )
 
     @field_validator("region_reference")
     @classmethod
@@ -392,6 +420,8 @@ class Recipe(Strict):
             raise ValueError(
                 "evaluate.region_reference is 'base' but evaluate.base is false: turn evaluate.base on, or use ceiling"
             )
+        if self.align.online:
+            self._check_online()
         if self.label.method == "best_of_n" and self.align.ceiling:
             raise ValueError(
                 "label.method is 'best_of_n' but align.ceiling is true: sampled responses have no ground truth to "
@@ -399,6 +429,39 @@ class Recipe(Strict):
             )
         return self
 
+
+    def _check_online(self) -> None:
+        t = self.align.trainer
+        if self.probe is not None:
+            raise ValueError(f"the deception probe trains offline students (dpo or simpo); align.trainer is {t}")
+        if self.align.ceiling:
+            raise ValueError(f"align.ceiling is true but align.trainer is {t}: online RL needs a reward for sampled "
+                             "completions, and w2s_train has ground truth only for its fixed pairs. Set "
+                             "align.ceiling: false and evaluate.region_reference: base (the report then compares with "
+                             "the strong model before alignment; PGR needs a ceiling: run the dpo recipe for one)")
+        if self.label.method != "weak_labels":
+            raise ValueError(f"label.method {self.label.method} makes training pairs; align.trainer {t} samples its "
+                             "own completions and needs none: leave label.method at weak_labels")  # fmt: skip
+        completion = self.align.completion_tokens()
+        if not isinstance(completion, int) or completion < 1:
+            raise ValueError(f"align.args.max_completion_length must be a positive number of tokens for {t}, got "
+                             f"{completion!r}")  # fmt: skip
+        max_length = self.align.max_length_setting()
+        if isinstance(max_length, int) and max_length - completion < MIN_PROMPT_TOKENS:
+            raise ValueError(f"align.args.max_length {max_length} leaves {max_length - completion} tokens for the "
+                             f"prompt after max_completion_length {completion}: raise max_length (or use auto) or lower "
+                             "max_completion_length")  # fmt: skip
+        if "reward_weights" in self.align.args:
+            raise ValueError("align.args.reward_weights: the weights are weak.reward's (each objective's `weight`, one "
+                             "reward function per objective); set them there")  # fmt: skip
+        if self.weak.reward.type == "multi_objective":
+            bad = [n for n in self.weak.reward.objectives if not n or "/" in n]
+            if bad:
+                raise ValueError(f"objective names {bad} become W&B keys (rewards/<name>/mean): no '/' in them")
+        gold = [spec for spec in _reward_leaves(self.weak.reward) if spec.type == "gold"]
+        if gold:
+            raise ValueError(f"weak.reward has a gold reward; align.trainer {t} scores sampled completions, which "
+                             "have no ground truth: use a reward model, density ratio or weak policy")  # fmt: skip
 
     def _check_probe(self, probe: ProbeSection) -> None:
         missing = [o for o in (probe.target, probe.competing) if o not in self.data.objectives]
@@ -415,6 +478,13 @@ class Recipe(Strict):
         if (probe.conflicts.explicit or (probe.mitigations.under and probe.mitigations.under.kind == "explicit")) \
                 and self.align.trainer not in ("dpo", "simpo"):
             raise ValueError(f"explicit conflict needs align.trainer dpo or simpo, got {self.align.trainer}")
+
+
+def _reward_leaves(spec) -> list:
+    """The reward specs inside a (possibly multi-objective) reward spec."""
+    if spec.type == "multi_objective":
+        return [leaf for o in spec.objectives.values() for leaf in _reward_leaves(o.reward)]
+    return [spec]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -632,15 +702,18 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
         smoke_probe(r.probe)
     r.label.best_of_n.n = min(r.label.best_of_n.n, 3)
     r.label.best_of_n.max_new_tokens = min(r.label.best_of_n.max_new_tokens, 8)
-    r.align.args = {
-        **r.align.args,
-        "max_steps": 2,
-        "per_device_train_batch_size": 4,
-        "gradient_accumulation_steps": 1,
-        "save_steps": 1,
-        "logging_steps": 1,
-    }
+    r.align.args = {**r.align.args, **SMOKE_ALIGN_ARGS[r.align.trainer]}
     return r
+
+
+_SMOKE_TRL = {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 1, "logging_steps": 1}
+SMOKE_ALIGN_ARGS = {
+    "dpo": {**_SMOKE_TRL, "gradient_accumulation_steps": 1},
+    "simpo": {**_SMOKE_TRL, "gradient_accumulation_steps": 1},
+    "grpo": {**_SMOKE_TRL, "num_generations": 2, "max_completion_length": 8},
+    "rloo": {**_SMOKE_TRL, "num_generations": 2, "max_completion_length": 8},
+    "ppo": {"total_steps": 2, "batch_size": 4, "minibatch_size": 2, "max_completion_length": 8},
+}
 
 
 def smoke_probe(probe: ProbeSection) -> None:

@@ -7,7 +7,8 @@ from w2s_trl.metrics import CELLS
 
 MODELS = ("weak", "base", "student", "ceiling")
 RULES = {
-    "primary": "the trainer's own scoring rule (DPO: implicit reward against the base; SimPO: mean log-prob margin)",
+    "primary": "the trainer's own scoring rule (DPO and online RL: implicit reward log(pi / pi_base); SimPO: mean "
+               "log-prob margin)",
     "reference_free": "reference-free log-prob margin, the same rule for base, student and ceiling",
 }
 
@@ -71,9 +72,11 @@ def render_report(run_name: str, metrics: dict) -> str:
         f"# w2s-trl run `{run_name}`",
         "",
         f"Ground-truth pair accuracy on `test` ({metrics['n_test']} pairs; ties count as wrong). `weak`: the reward "
-        "source; `base`: the strong model before alignment; `student`: aligned on the weak labels; `ceiling`: aligned "
-        f"on ground truth. Brackets: paired bootstrap 95% intervals ({b['resamples']} resamples of the test pairs, "
-        f"seed {b['seed']}, the same resamples for every model).",
+        "source; `base`: the strong model before alignment; `student`: "
+        + ("trained online on the weak reward (sampling its own completions of w2s_train prompts)"
+           if metrics.get("online") else "aligned on the weak labels")
+        + f"; `ceiling`: aligned on ground truth. Brackets: paired bootstrap 95% intervals ({b['resamples']} "
+        f"resamples of the test pairs, seed {b['seed']}, the same resamples for every model).",
         "",
     ]
     if metrics.get("flags"):
@@ -126,6 +129,7 @@ def render_report(run_name: str, metrics: dict) -> str:
                 rows.append(["", stratum, str(sinfo["n"])] + [fmt_interval(sinfo["accuracy"][m]) for m in models])
         lines += _table(["objective", "stratum", "n", *models], rows, [":---", ":---", "---:"] + ["---:"] * len(models))
         lines += [""]
+    lines += online_sections(metrics.get("online"))
     lines += data_sections(metrics)
     lines += ["## Runtime (s)", "", "| stage | seconds | cached |", "|:---|---:|:---|"]
     for stage, seconds in metrics.get("runtime_s", {}).items():
@@ -157,4 +161,31 @@ def data_sections(metrics: dict) -> list[str]:
         lines += _table(["stage", "max_length", "rows", "truncated", "dropped"], rows, [":---"] + ["---:"] * 4)
         lines += ["", "Rows are pairs for training stages and responses (two a pair) for scoring stages; a pair's two "
                   "responses are scored with one cut prompt and dropped together.", ""]
+    return lines
+
+
+def online_sections(online: dict | None) -> list[str]:
+    """An online student's training rewards, and its sampled completions before and after: judged by ground truth,
+    scored per objective (online_eval.py)."""
+    if not online:
+        return []
+    lines = ["## Online RL: what the student writes", ""]
+    training = online.get("training") or {}
+    if training:
+        lines += [f"Training log: {training['logged_steps']} logged steps in `student/history.jsonl`, each objective's "
+                  f"mean reward and the KL per step plotted in `{training['curve']}` (one batch a point, so no "
+                  "intervals there; the numbers below have them).", ""]  # fmt: skip
+    judged = online["judged"]
+    lines += [f"Completions sampled on {online['prompts']} `test` prompts (temperature {online['temperature']}, up to "
+              f"{online['max_new_tokens']} tokens), the same seed for base and student. Ground truth judges "
+              f"{judged['judged']} of their {judged['rows']} rows (w2s_trl/judge.py: refusal when the pair's two "
+              "responses differ in refusing, the stated numbers when they differ in numbers; other rows are not "
+              "judged). Share judged right, with paired bootstrap 95% intervals:", ""]  # fmt: skip
+    rows = [[group, str(block["base"]["n"]), fmt_interval(block["base"]), fmt_interval(block["student"]),
+             fmt_interval(block.get("student - base"), signed=True)] for group, block in judged["by"].items()]  # fmt: skip
+    lines += _table(["rows", "n", "base", "student", "student - base"], rows, [":---", "---:", "---:", "---:", "---:"])
+    lines += ["", "Mean reward of the same completions under each objective's reward (as trained on):", ""]
+    rows = [[name, fmt_interval(block["base"], signed=True), fmt_interval(block["student"], signed=True),
+             fmt_interval(block.get("student - base"), signed=True)] for name, block in online["rewards"].items()]  # fmt: skip
+    lines += _table(["reward", "base", "student", "student - base"], rows, [":---", "---:", "---:", "---:"]) + [""]
     return lines

@@ -21,6 +21,11 @@ OWNED_TRAINER_ARGS = {
 }
 
 
+# Trainers that sample their own completions (online RL): their `max_length` is w2s-trl's (prompt + completion tokens;
+# prompts are cut to fit), not a field of their config.
+ONLINE_TRAINERS = ("grpo", "rloo", "ppo")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -52,6 +57,10 @@ def trl_config_class(name: str) -> type:
         from trl import RLOOConfig
 
         return RLOOConfig
+    if name == "ppo":
+        from w2s_trl.training.ppo import PPOSettings
+
+        return PPOSettings
     raise KeyError(name)
 
 
@@ -59,6 +68,8 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
     """Every key must be a field of the TRL config class; values are checked by building the config once."""
     cls = trl_config_class(trainer)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    if trainer in ONLINE_TRAINERS:
+        fields.add("max_length")  # w2s-trl's: prompt + completion tokens (prompts are cut to fit)
     for key in args:
         if key in OWNED_TRAINER_ARGS:
             raise ValueError(f"'{key}' is set by w2s-trl from {OWNED_TRAINER_ARGS[key]}; remove it from args")
@@ -67,6 +78,14 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown {cls.__name__} argument '{key}'{hint} (see the {cls.__module__}.{cls.__name__} docs)")
     checked = {k: v for k, v in args.items() if not (k == "max_length" and v == "auto")}  # w2s-trl resolves auto
+    if trainer in ONLINE_TRAINERS:
+        checked.pop("max_length", None)
+    if trainer == "ppo":  # the project's own settings, not a TrainingArguments
+        try:
+            cls(**checked)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
+        return args
     try:
         # use_cpu: validation must not depend on this machine's devices
         with _no_device_state():

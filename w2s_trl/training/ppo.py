@@ -30,6 +30,10 @@ RewardFn = Callable[..., Sequence[float | None]]
 
 @dataclass
 class PPOSettings:
+    """`align.args` of `align.trainer: ppo` (names follow TRL's old PPOConfig where it had one)."""
+
+    total_steps: int = 20  # rollouts (each followed by ppo_epochs passes of minibatch updates)
+    batch_size: int = 8  # prompts per rollout
     learning_rate: float = 1.0e-5
     minibatch_size: int = 4
     ppo_epochs: int = 2
@@ -40,8 +44,19 @@ class PPOSettings:
     cliprange_value: float = 0.2
     vf_coef: float = 0.1
     max_grad_norm: float = 1.0
-    max_new_tokens: int = 32
+    max_completion_length: int = 32
     temperature: float = 1.0
+    logging_steps: int = 1
+
+    def __post_init__(self):
+        for name in ("total_steps", "batch_size", "minibatch_size", "ppo_epochs", "max_completion_length",
+                     "logging_steps"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if not 0 < self.minibatch_size <= self.batch_size:
+            raise ValueError(f"minibatch_size {self.minibatch_size} must lie in [1, batch_size {self.batch_size}]")
+        if self.kl_coef < 0 or self.cliprange <= 0 or self.temperature <= 0:
+            raise ValueError("kl_coef must be >= 0, cliprange and temperature > 0")
 
 
 class ValueHead(torch.nn.Module):
@@ -79,9 +94,10 @@ class PPO:
         self.optimizer = torch.optim.AdamW(self.params, lr=self.s.learning_rate)
 
     def _encode(self, prompts: Sequence) -> dict[str, torch.Tensor]:
+        from w2s_trl.scoring import render
+
         tok = self.tokenizer
-        texts = [tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) if not isinstance(p, str)
-                 else p for p in prompts]  # fmt: skip
+        texts = [render(tok, list(p), add_generation_prompt=True) if not isinstance(p, str) else p for p in prompts]
         side, tok.padding_side = tok.padding_side, "left"  # generation continues every row at the same column
         try:
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -102,7 +118,7 @@ class PPO:
         enc = self._encode(prompts)
         start = enc["input_ids"].shape[1]
         self.model.eval()
-        ids = self.model.generate(**enc, do_sample=True, max_new_tokens=self.s.max_new_tokens,
+        ids = self.model.generate(**enc, do_sample=True, max_new_tokens=self.s.max_completion_length,
                                   temperature=self.s.temperature, top_k=0, top_p=1.0,
                                   pad_token_id=self.tokenizer.pad_token_id)  # fmt: skip
         response = ids[:, start:]
@@ -116,8 +132,9 @@ class PPO:
         scores = self.reward_fn(list(prompts), completions)
         if any(s is None for s in scores):
             raise ValueError("the reward source could not score a sampled completion (too long for its window?): "
-                             "lower max_new_tokens or raise the reward model's max_length")  # fmt: skip
+                             "lower max_completion_length or raise the reward model's max_length")  # fmt: skip
         score = torch.tensor([float(s) for s in scores], device=logp.device)
+        self.last_completions, self.last_scores = texts, [float(s) for s in scores]
         return {"ids": ids, "attention": attention, "start": start, "mask": mask.float(), "logp": logp,
                 "ref_logp": ref_logp, "values": values, "score": score, "completions": texts}  # fmt: skip
 
@@ -151,3 +168,61 @@ class PPO:
 
     def settings(self) -> dict:
         return asdict(self.s)
+
+
+def run_ppo(recipe, model, tokenizer, prompts: list[dict], funcs, weights, work, run_name: str, peft_config) -> list:
+    """`align.trainer: ppo`: `total_steps` rollouts of `batch_size` prompts (shuffled by run.seed, reshuffled after
+    each pass), reward sum_k w_k f_k, a log line per `logging_steps`, W&B (metrics and a completions table) when
+    tracking is on. Saves the LoRA adapter and the value head into work.out/adapter. Returns the per-step log."""
+    import random
+    import time
+
+    from peft import get_peft_model
+
+    from w2s_trl.training.online import WeightedSum
+
+    settings = PPOSettings(**recipe.align.online_args())
+    policy = get_peft_model(model, peft_config)
+    reward = WeightedSum(funcs, weights)
+    ppo = PPO(policy, tokenizer, reward, settings)
+    wandb = _wandb_run(recipe, run_name, settings)
+    rng, order, history, start = random.Random(recipe.run.seed), [], [], time.time()
+    for step in range(1, settings.total_steps + 1):
+        while len(order) < settings.batch_size:  # a full batch even from fewer prompts than batch_size
+            more = list(range(len(prompts)))
+            rng.shuffle(more)
+            order += more
+        batch, order = order[: settings.batch_size], order[settings.batch_size :]
+        stats = ppo.step([prompts[i]["prompt"] for i in batch])
+        stats = {"step": step, **stats, **reward.last, "elapsed_s": round(time.time() - start, 1)}
+        history.append(stats)
+        logged = step % settings.logging_steps == 0 or step == settings.total_steps
+        if logged:
+            parts = " ".join(f"{k[len('rewards/') : -len('/mean')]} {v:+.3f}" for k, v in reward.last.items())
+            print(f"[w2s-trl] ppo step {step}/{settings.total_steps}: reward {stats['reward']:+.3f} ({parts}) "
+                  f"kl {stats['kl']:.3f} clipfrac {stats['clipfrac']:.2f} length {stats['response_length']:.1f} "
+                  f"[{stats['elapsed_s']:.0f} s]", flush=True)  # fmt: skip
+        if wandb is not None:
+            wandb.log({f"train/{k}": v for k, v in stats.items() if k != "step"}, step=step)
+            if logged:  # the sampled completions, as GRPO's log_completions table
+                import wandb as wb
+
+                table = wb.Table(columns=["step", "prompt", "completion", "reward"])
+                for i, text, score in zip(batch, ppo.last_completions, ppo.last_scores):
+                    table.add_data(step, prompts[i]["prompt"][-1]["content"], text, score)
+                wandb.log({"completions": table}, step=step)
+    if wandb is not None:
+        wandb.finish()
+    out = work.out / "adapter"
+    policy.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    torch.save(ppo.value_head.state_dict(), out / "value_head.pt")
+    return history
+
+
+def _wandb_run(recipe, run_name: str, settings: PPOSettings):
+    if "wandb" not in recipe.tracking.report_to:
+        return None
+    import wandb
+
+    return wandb.init(name=run_name, config={"trainer": "ppo", **asdict(settings)}, reinit=True)

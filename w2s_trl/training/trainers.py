@@ -240,7 +240,19 @@ def _reward():
     return RewardTrainer, ConflictRewardTrainer, ConfidenceRewardTrainer
 
 
-TRAINERS = {"dpo": _dpo, "simpo": _simpo, "reward": _reward}
+def _grpo():
+    from trl import GRPOTrainer
+
+    return (GRPOTrainer,)
+
+
+def _rloo():
+    from trl import RLOOTrainer
+
+    return (RLOOTrainer,)
+
+
+TRAINERS = {"dpo": _dpo, "simpo": _simpo, "reward": _reward, "grpo": _grpo, "rloo": _rloo}
 
 
 def trainer_class(kind: str, conflict_alpha: float = 0.0, confidence: bool = False) -> type:
