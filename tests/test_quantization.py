@@ -37,3 +37,19 @@ def test_dpo_with_lora_on_a_4bit_strong_model(tmp_path):
 
     adapter = load_file(root / "student" / "adapter" / "adapter_model.safetensors")
     assert all(t.abs().sum() > 0 for k, t in adapter.items() if "lora_B" in k)  # LoRA trained on top of 4-bit
+
+
+def test_tiny_model_loads_in_8bit_and_still_scores(tiny_lm):
+    from w2s_trl.models import load_causal_lm
+    from w2s_trl.scoring import response_logprobs
+
+    model = load_causal_lm("tiny:causal-lm", QuantizationSection(load_in_8bit=True))
+    layer = model.model.layers[0].self_attn.q_proj
+    assert isinstance(layer, bnb.nn.Linear8bitLt)
+    _, tok = tiny_lm
+    prompt, response = [{"role": "user", "content": "Hi"}], [{"role": "assistant", "content": "Hello!"}]
+    (lp8,), _ = response_logprobs(model, tok, [prompt], [response])
+    (lp32,), _ = response_logprobs(tiny_lm[0], tok, [prompt], [response])
+    assert lp8 == pytest.approx(lp32, rel=0.1)
+    with pytest.raises(ValueError, match="load_in_4bit and load_in_8bit are both true"):
+        QuantizationSection(load_in_4bit=True, load_in_8bit=True)

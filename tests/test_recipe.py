@@ -10,7 +10,8 @@ from w2s_trl.errors import RecipeError
 from w2s_trl.recipe import load_recipe, load_reward_spec
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "accelerate" not in p.parts)  # those: accelerate's
+ACCELERATE = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
 DEFAULT = REPO / "recipes" / "dpo_weak_rm.yaml"
 REWARDS = sorted((REPO / "reward").glob("*.yaml"))
 
@@ -82,6 +83,10 @@ BAD_RECIPES = [
      r"data\.testbed\.history_turns: .*0 <= min <= max, got \[5, 2\]"),
     ("testbed_unknown_stratum", lambda r: r["data"].update(testbed={"harmless_strata": {"sneaky": 1}}),
      r"data\.testbed\.harmless_strata\.sneaky"),
+    ("push_to_hub_is_not_a_trainer_argument", lambda r: r["align"]["args"].update(push_to_hub=True),
+     r"align\.args: 'push_to_hub': a trainer would push its checkpoints folder"),
+    ("hub_token_never_in_a_recipe", lambda r: r["align"]["args"].update(hub_token="hf_abc"),
+     r"'hub_token': a secret does not belong in a recipe file .* set HF_TOKEN in the environment"),
     ("online_rl_has_no_ceiling", lambda r: r["align"].update(trainer="grpo", args={"max_steps": 2}),
      r"align\.ceiling is true but align\.trainer is grpo: online RL needs a reward for sampled completions"),
     ("online_rl_cannot_use_gold", lambda r: (r["align"].update(trainer="ppo", ceiling=False, args={}),

@@ -34,7 +34,7 @@ def load_strong_base(recipe: Recipe):
 
     strong = recipe.strong
     model = load_causal_lm(strong.model, strong.quantization, strong.trust_remote_code)
-    if strong.quantization.load_in_4bit:
+    if strong.quantization.quantized:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

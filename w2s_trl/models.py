@@ -261,11 +261,14 @@ def bnb_config(q: "QuantizationSection"):
     import torch
     from transformers import BitsAndBytesConfig
 
+    if q.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+        bnb_4bit_quant_storage=getattr(torch, q.quant_storage),
     )
 
 
@@ -281,7 +284,7 @@ def load_causal_lm(spec: str, quantization: "QuantizationSection | None" = None,
     from transformers import AutoModelForCausalLM
 
     kwargs = {"trust_remote_code": trust_remote_code}
-    if quantization is not None and quantization.load_in_4bit:
+    if quantization is not None and quantization.quantized:
         kwargs["quantization_config"] = bnb_config(quantization)
         kwargs["device_map"] = {"": process_device()}
         return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)

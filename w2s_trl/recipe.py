@@ -153,9 +153,24 @@ class LoraSection(Strict):
 
 class QuantizationSection(Strict):
     load_in_4bit: bool = False
+    load_in_8bit: bool = Field(False, description="LLM.int8 instead (bitsandbytes); the 4-bit fields do not apply")
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    quant_storage: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
+        "uint8", description="dtype the 4-bit weights are packed in; FSDP with QLoRA needs the model's dtype "
+        "(bfloat16: recipes/accelerate/fsdp_qlora.yaml)"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "QuantizationSection":
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit are both true: choose one")
+        return self
+
+    @property
+    def quantized(self) -> bool:
+        return self.load_in_4bit or self.load_in_8bit
 
 
 class StrongSection(Strict):
@@ -696,7 +711,7 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.data.size = min(r.data.size, 120)
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
     r.strong.model = "tiny:causal-lm"
-    r.strong.quantization.load_in_4bit = False  # the tiny model in full precision: no bitsandbytes kernels needed
+    r.strong.quantization.load_in_4bit = r.strong.quantization.load_in_8bit = False  # tiny model in full precision
     r.weak.reward = smoke_reward(r.weak.reward)
     if r.probe is not None:
         smoke_probe(r.probe)

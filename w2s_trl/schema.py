@@ -26,6 +26,19 @@ OWNED_TRAINER_ARGS = {
 ONLINE_TRAINERS = ("grpo", "rloo", "ppo")
 
 
+# Trainer arguments a recipe must not set, and why.
+_HUB = ("a trainer would push its checkpoints folder, under one repo name for every stage; the run's adapters are "
+        "pushed by w2s-trl after the run (the hub section), never from inside a trainer")
+REFUSED_TRAINER_ARGS = {
+    "push_to_hub": _HUB,
+    "hub_model_id": _HUB,
+    "hub_strategy": _HUB,
+    "hub_private_repo": _HUB,
+    "hub_token": "a secret does not belong in a recipe file (it would be copied into the run directory): set HF_TOKEN "
+                 "in the environment or run `hf auth login`",
+}
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -73,6 +86,8 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
     for key in args:
         if key in OWNED_TRAINER_ARGS:
             raise ValueError(f"'{key}' is set by w2s-trl from {OWNED_TRAINER_ARGS[key]}; remove it from args")
+        if key in REFUSED_TRAINER_ARGS:
+            raise ValueError(f"'{key}': {REFUSED_TRAINER_ARGS[key]}")
         if key not in fields:
             close = difflib.get_close_matches(key, sorted(fields), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -111,7 +126,8 @@ def _no_device_state():
 
 
 # Defaults that make TRL work on a small CPU machine (TRL turns activation checkpointing on, which only costs time
-# here). A recipe's `args` override them. bf16 stays TRL's default (True): on CPU it is autocast and faster than fp32.
+# here), applied only when no GPU is present (trainer_args.build_trl_config); a recipe's `args` override them. bf16
+# stays TRL's default (True): on CPU it is autocast and faster than fp32.
 CPU_TRAINER_DEFAULTS: dict[str, Any] = {
     "activation_checkpointing": False,
     "dataloader_num_workers": 0,

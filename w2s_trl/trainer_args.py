@@ -11,8 +11,9 @@ def build_trl_config(kind: str, args: dict[str, Any], output_dir: str, seed: int
                      run_name: str):  # fmt: skip
     import torch
 
-    merged = {**CPU_TRAINER_DEFAULTS, **args}
-    if not torch.cuda.is_available():
+    on_cpu = not torch.cuda.is_available()
+    merged = {**(CPU_TRAINER_DEFAULTS if on_cpu else {}), **args}  # TRL's own defaults wherever an accelerator is
+    if on_cpu:
         merged.setdefault("use_cpu", True)
     return trl_config_class(kind)(
         output_dir=output_dir, seed=seed, report_to=report_to or "none", run_name=run_name, **merged
