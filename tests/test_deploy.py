@@ -65,4 +65,4 @@ def test_the_accelerate_configs_cover_the_usual_setups():
     from accelerate.commands.config.config_args import load_config_from_file
 
     kinds = {str(load_config_from_file(str(p)).distributed_type).split(".")[-1] for p in ACCELERATE}
-    assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED", "MULTI_CPU"} <= kinds
+    assert {"NO", "MULTI_GPU", "FSDP", "DEEPSPEED"} <= kinds

@@ -90,13 +90,18 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 
         length_of = causal_length(tokenizer)
         lengths = [max(length_of(r["prompt"] + r["chosen"]), length_of(r["prompt"] + r["rejected"])) for r in rows]
-        batch = args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
+        from accelerate import PartialState
+
+        # the global batch (every process's share of one optimizer step), so each step holds similar lengths and the
+        # steps are the same rows whatever the number of processes
+        batch = (args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
+                 * PartialState().num_processes)  # fmt: skip
         rows = length_grouped(rows, lengths, batch, recipe.run.seed)
         args = {"train_sampling_strategy": "sequential", **args}  # the order above is the batching
     columns = {k: (lambda r, k=k: r[k]) for k in PREFERENCE_COLUMNS}
     if conflict_alpha:
         columns["gt_label"] = lambda r: int(r.get("gt_label", 1))
-    dataset = Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in rows])
+    dataset = shared_dataset(Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in rows]), output_dir)
     config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
                               run_name)  # fmt: skip
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
@@ -108,6 +113,24 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     )
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
+
+
+def shared_dataset(dataset, folder: str):
+    """With several processes, the dataset saved once under the stage's work folder and loaded by every process: TRL's
+    precomputed reference log-probs are a datasets cache file that every process opens, and an in-memory dataset
+    caches into a temporary folder of its own process (the other processes then fail to find the file)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return dataset
+    from datasets import load_from_disk
+
+    path = Path(folder) / "train_dataset"
+    if state.is_main_process:
+        dataset.save_to_disk(str(path))
+    state.wait_for_everyone()
+    return load_from_disk(str(path))
 
 
 def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str, max_length: int | None,

@@ -45,8 +45,16 @@ class StageWork:
     checkpoints: Path
 
     def last_checkpoint(self) -> str | None:
-        ckpts = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-        return str(ckpts[-1]) if ckpts else None
+        """The newest COMPLETE checkpoint: transformers writes trainer_state.json after the weights and optimizer, so
+        a save killed midway leaves a folder without it, and the checkpoint before it is used instead."""
+        if not self.checkpoints.is_dir():
+            return None
+        from transformers.trainer_utils import sort_checkpoints
+
+        for path in reversed(sort_checkpoints(str(self.checkpoints))):
+            if (Path(path) / "trainer_state.json").exists():
+                return path
+        return None
 
 
 class RunDir:

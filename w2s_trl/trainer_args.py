@@ -45,6 +45,8 @@ def run_training(trainer, work, save_as: str, label: str) -> dict:
         print(f"[w2s-trl] resuming {label} from {resume}", flush=True)
     result = trainer.train(resume_from_checkpoint=resume)
     finish_tracking()
-    trainer.save_model(str(work.out / save_as))
-    trainer.processing_class.save_pretrained(str(work.out / save_as))
+    trainer.save_model(str(work.out / save_as))  # TRL/transformers save on the main process only
+    if trainer.args.should_save:  # the tokenizer too: once, not by every process into the same folder
+        trainer.processing_class.save_pretrained(str(work.out / save_as))
+        trainer.state.save_to_json(str(work.out / "trainer_state.json"))  # the log history, kept with the stage
     return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
