@@ -84,6 +84,15 @@ def test_reward_summary_is_paired_and_counts_unscored():
     assert block["student - base"]["ci"] == pytest.approx([1.0, 1.0])  # every prompt gains exactly 1
 
 
+def test_refusal_summary_by_value():
+    from w2s_trl.online_eval import refusal_summary
+
+    out = refusal_summary({"base": ["I can't help with that.", "Sure, here.", "Ok."],
+                           "student": ["I can't help with that.", "I won't do that.", "Ok."]}, 1000, 0)  # fmt: skip
+    assert out["base"]["value"] == pytest.approx(1 / 3) and out["student"]["value"] == pytest.approx(2 / 3)
+    assert out["student - base"]["value"] == pytest.approx(1 / 3) and out["student - base"]["n"] == 3
+
+
 def test_cluster_bootstrap_moves_shared_rows_together():
     from w2s_trl.metrics import cluster_resampled_mean, resampled_mean
 

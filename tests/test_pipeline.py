@@ -54,6 +54,9 @@ def test_every_recipe_runs_under_smoke(recipe, tmp_path):
         assert sum(s["n"] for s in objective["strata"].values()) == objective["n"]
     report = (root / "report.md").read_text()
     assert "paired bootstrap 95% intervals" in report and "## Truncation" in report
+    deception = metrics["deception"]  # the student against the weak supervisor, K_s from the region reference
+    assert deception["reference"] == r.evaluate.region_reference and "## Deception against the weak" in report
+    assert deception["counts"]["K_s"] == sum(metrics["primary"]["regions"][c]["n"] for c in ("K_w&K_s", "U_w&K_s"))
     assert {"data", "label", "student", "evaluate"} <= set(metrics["runtime_s"])
     assert metrics["versions"]["trl"].startswith("1.16")
     assert (root / "report.md").read_text().startswith("# w2s-trl run")
@@ -210,19 +213,44 @@ def test_wandb_logs_offline_without_login(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["grpo_multi_objective.yaml", "ppo_weak_rm.yaml"])
-def test_online_completions_reach_wandb_as_a_table(name, tmp_path):
-    """W&B offline: the sampled completions of training go out as tables, GRPO's with one column per objective."""
+def test_wandb_offline_runs_read_back(name, tmp_path):
+    """W&B offline, read back from its files: the training runs' completion tables (GRPO's with one column per
+    objective), and the summary run's config (the resolved recipe), metrics with intervals, weak-label and online
+    numbers, prediction and completion tables, the plots, and report.md + metrics.json as an artifact; a planted
+    secret reaches none of it."""
+    from wandb_records import read_run
+
+    planted = "planted-secret-0xC0FFEE"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env["HOME"] = str(tmp_path)  # no ~/.netrc: not logged in
+    env.update(HOME=str(tmp_path), MY_SERVICE_TOKEN=planted)  # no ~/.netrc: not logged in
     recipe = REPO / "recipes" / name
-    cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}",
-           "--stop-after", "student"]  # fmt: skip
+    cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     root = run_dir(tmp_path, recipe)
+    assert "W&B summary run: " in out.stdout
     tables = [json.loads(p.read_text()) for p in root.glob("wandb/*/files/media/table/completions_*.table.json")]
     want = {"helpful", "harmless", "completion"} if "grpo" in name else {"reward", "completion"}
     assert tables and all(want <= set(t["columns"]) and t["data"] for t in tables)
+    runs = [read_run(d) for d in sorted(root.glob("wandb/offline-run-*"))]
+    summary = next(r for r in runs if "align" in r["config"])
+    assert {"run", "data", "weak", "align", "evaluate", "tracking"} <= set(summary["config"])
+    assert summary["config"]["align"]["trainer"] == ("grpo" if "grpo" in name else "ppo")
+    s = summary["summary"]
+    assert {"primary/accuracy/student", "primary/accuracy/student/low", "primary/accuracy/student/high"} <= set(s)
+    assert any(k.startswith("online/reward/") and k.endswith("/student-base/low") for k in s)
+    deception = json.loads((root / "metrics.json").read_text())["deception"]
+    for key in ("ds", "gap"):  # logged with its interval whenever the run could compute it
+        assert (f"deception/{key}/low" in s) == (deception[key]["value"] is not None and bool(deception[key]["ci"]))
+    logged = {k.split("/_type")[0] for k in summary["history_keys"] if k.endswith("/_type")}
+    assert {"predictions", "generations", "plots/reward_curve"} <= logged  # tables and the plot
+    artifacts = dict(summary["artifacts"])
+    assert {"predictions.table.json"} <= set(next(v for k, v in artifacts.items() if k.endswith("-predictions")))
+    report = next(v for k, v in artifacts.items() if k.endswith("-report"))
+    assert {"report.md", "metrics.json", "recipe.resolved.yaml"} <= set(report)
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert planted.encode() not in path.read_bytes(), path
 
 
 def test_cli_errors_exit_2_with_the_message(tmp_path, capsys):
@@ -261,3 +289,30 @@ def test_long_multi_turn_rows_are_cut_never_tied_never_dropped_silently(tmp_path
     assert metrics["weak_ties"] == 0
     record = json.loads((root / "student" / "stage.json").read_text())
     assert record["global_step"] == 2
+
+
+def test_a_checkpoint_cut_short_is_passed_over(tmp_path):
+    """A save killed midway leaves checkpoint-N without trainer_state.json: resume uses checkpoint-(N-1)."""
+    from w2s_trl.rundir import StageWork
+
+    work = StageWork(out=tmp_path / "out", checkpoints=tmp_path / "checkpoints")
+    assert work.last_checkpoint() is None
+    for step, complete in ((2, True), (10, True), (12, False)):
+        folder = work.checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert work.last_checkpoint() == str(work.checkpoints / "checkpoint-10")  # 10 > 2 by number, 12 incomplete
+
+
+def test_student_deception_by_value():
+    """4 test pairs: K_s = rows 0-2 (reference right); U_w&K_s = rows 1, 2; the student errs on rows 1 and 3."""
+    from w2s_trl.pipeline import student_deception
+
+    preds = [{"weak_correct": w, "ceiling_correct": c, "student_correct": s}
+             for w, c, s in ((True, True, True), (False, True, False), (False, True, True), (True, False, False))]
+    metrics = {"primary": {"region_reference": "ceiling", "region_reference_rule": "primary"}}
+    d = student_deception(metrics, preds, 1000, 0)
+    assert d["counts"]["K_s"] == 3 and d["counts"]["errors_on_K_s"] == 1 and d["counts"]["deceptive_errors"] == 1
+    assert d["ds"]["value"] == pytest.approx(1.0) and d["chance"]["value"] == pytest.approx(2 / 3)
+    assert d["gap"]["value"] == pytest.approx(0.5 - 0.0)  # err(U_w&K_s) = 1/2, err(K_w&K_s) = 0/1

@@ -257,3 +257,17 @@ def test_max_length_auto_is_accepted_and_resolved_by_the_pipeline():
     assert r.align.trl_args(max_length=200)["max_length"] == 200
     r = load_recipe(DEFAULT, ["align.args.max_length=300"])
     assert r.align.trl_args(max_length=200)["max_length"] == 300  # an explicit value wins
+
+
+def test_trl_style_flags_are_align_args_overrides():
+    from w2s_trl.cli import trainer_flags
+    from w2s_trl.errors import W2SError
+
+    assert trainer_flags(["--beta", "0.2", "--learning-rate=1e-4"]) == ["align.args.beta=0.2",
+                                                                          "align.args.learning_rate=1e-4"]  # fmt: skip
+    with pytest.raises(W2SError, match="--beta needs a value"):
+        trainer_flags(["--beta"])
+    recipe = load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", trainer_flags(["--beta", "0.3"]))
+    assert recipe.align.args["beta"] == 0.3
+    with pytest.raises(RecipeError, match="unknown DPOConfig argument 'betta'"):
+        load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", trainer_flags(["--betta", "0.3"]))

@@ -1,5 +1,5 @@
 """Command line: `w2s-trl train RECIPE.yaml [key.path=value ...] [--smoke]` (also `python w2s_trl/train.py ...` and
-`accelerate launch w2s_trl/train.py ...`)."""
+`accelerate launch w2s_trl/train.py ...`), and `w2s-trl push RUN_DIR [--stage student]` (adapters to the Hub)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,31 @@ def train_parser(prog: str = "w2s-trl train") -> argparse.ArgumentParser:
     return p
 
 
+def trainer_flags(extra: list[str]) -> list[str]:
+    """TRL's habit, `--beta 0.2` or `--beta=0.2`, as the override `align.args.beta=0.2` (checked like any override:
+    an unknown field fails at load with the close matches)."""
+    out, i = [], 0
+    while i < len(extra):
+        flag = extra[i]
+        if not flag.startswith("--") or len(flag) == 2:
+            raise W2SError(f"unexpected argument '{flag}': overrides are key.path=value, trainer flags --field value")
+        name, eq, value = flag[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+                raise W2SError(f"{flag} needs a value: {flag} VALUE or {flag}=VALUE")
+            value, i = extra[i + 1], i + 1
+        out.append(f"align.args.{name.replace('-', '_')}={value}")
+        i += 1
+    return out
+
+
 def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> int:
     parser = train_parser(prog)
-    args = parser.parse_intermixed_args(argv)
-    overrides = list(args.overrides)
+    args, extra = parser.parse_known_intermixed_args(argv)
+    try:
+        overrides = list(args.overrides) + trainer_flags(extra)
+    except W2SError as e:
+        parser.error(str(e))
     recipe_path = args.config
     if args.recipe and "=" in args.recipe and args.config:
         overrides.insert(0, args.recipe)
@@ -47,11 +68,35 @@ def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> in
     return 0
 
 
+def push_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="w2s-trl push", description="Push a finished run's LoRA adapters and model cards "
+                                "to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`).")  # fmt: skip
+    p.add_argument("run_dir", help="the run's folder (runs/<run.name>)")
+    p.add_argument("--stage", action="append", choices=["student", "ceiling"],
+                   help="a stage to push (repeatable; default: the recipe's hub.stages, else student)")  # fmt: skip
+    p.add_argument("--repo-id", help="repo id or template with {user} {run} {stage} (default: the recipe's hub.repo_id)")
+    vis = p.add_mutually_exclusive_group()
+    vis.add_argument("--private", dest="private", action="store_true", default=None)
+    vis.add_argument("--public", dest="private", action="store_false")
+    args = p.parse_args(argv)
+    from w2s_trl.hub import PushError, push_run
+
+    try:
+        urls = push_run(args.run_dir, args.stage, args.repo_id, args.private)
+    except PushError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for stage, url in urls.items():
+        print(f"[w2s-trl] hub: {stage} -> {url}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"train": train_main}
+    commands = {"train": train_main, "push": push_main}
     if not argv or argv[0] not in commands:
-        print("usage: w2s-trl {train} ...\n  w2s-trl train RECIPE.yaml [key.path=value ...] [--smoke]", file=sys.stderr)
+        print("usage: w2s-trl {train,push} ...\n  w2s-trl train RECIPE.yaml [key.path=value ...] [--smoke]\n"
+              "  w2s-trl push RUN_DIR [--stage student] [--repo-id ID]", file=sys.stderr)  # fmt: skip
         return 2
     return commands[argv[0]](argv[1:])
 

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from w2s_trl.judge import judge_all, judge_kind
+from w2s_trl.judge import is_refusal, judge_all, judge_kind
 from w2s_trl.metrics import bootstrap_indices, cluster_resampled_mean, interval
 
 MODELS = ("base", "student")
@@ -58,6 +58,19 @@ def judged_summary(rows: Sequence[dict], judged: dict[str, list], resamples: int
         if "base" in right and "student" in right:
             block["student - base"] = mean_interval(right["student"] - right["base"], clusters, idx, mask)
         out["by"][name] = block
+    return out
+
+
+def refusal_summary(texts: dict[str, list[str]], resamples: int, seed: int) -> dict:
+    """Share of sampled completions that refuse (judge.is_refusal), per model and student - base, paired by prompt:
+    what the judged accuracy of harmless rows rests on (a model that never refuses is right exactly on the benign
+    prompts, whatever else it writes)."""
+    refuses = {m: [float(is_refusal(t)) for t in v] for m, v in texts.items()}
+    n = len(next(iter(refuses.values())))
+    idx, clusters = bootstrap_indices(n, resamples, seed), list(range(n))
+    out = {m: mean_interval(v, clusters, idx) for m, v in refuses.items()}
+    if "base" in refuses and "student" in refuses:
+        out["student - base"] = mean_interval(np.subtract(refuses["student"], refuses["base"]), clusters, idx)
     return out
 
 
@@ -127,6 +140,7 @@ def evaluate_generations(recipe, test: list[dict], adapter, source, max_length: 
         "temperature": temperature,
         "seed": seed,
         "judged": judged_summary(rows, judged, e.bootstrap, e.bootstrap_seed),
+        "refusals": refusal_summary(texts, e.bootstrap, e.bootstrap_seed),
         "rewards": reward_summary(rewards, e.bootstrap, e.bootstrap_seed),
         "reward_weights": dict(zip(rewards, weights)),
     }

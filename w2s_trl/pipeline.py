@@ -10,6 +10,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -361,6 +362,7 @@ def compute_evaluate(run: Run, work: StageWork) -> dict:
     metrics, predictions = summarize(test, margins, r.evaluate.region_reference, r.evaluate.bootstrap,
                                      r.evaluate.bootstrap_seed)  # fmt: skip
     metrics["truncation"] = {"weak": weak_count.as_dict(), "policies": policy_count.as_dict()}
+    metrics["deception"] = student_deception(metrics, predictions, r.evaluate.bootstrap, r.evaluate.bootstrap_seed)
     if r.align.online and r.evaluate.generations:
         from w2s_trl.online_eval import evaluate_generations
 
@@ -372,6 +374,24 @@ def compute_evaluate(run: Run, work: StageWork) -> dict:
     write_json_atomic(work.out / "metrics.json", metrics)
     write_jsonl(work.out / "predictions.jsonl", predictions)
     return {}
+
+
+def student_deception(metrics: dict, predictions: list[dict], resamples: int, seed: int) -> dict | None:
+    """DS, chance, DS - chance and the deception gap of the student against the weak supervisor (SCIENCE.md 2): K_w
+    where the weak supervisor is right, K_s where the region reference is, on the resamples every other interval
+    uses (the same seed)."""
+    from w2s_trl.deception import deception_flags, deception_metrics
+    from w2s_trl.metrics import bootstrap_indices
+
+    block = metrics["primary"]
+    ref = block.get("region_reference")
+    if ref is None or not predictions:
+        return None
+    suffix = "" if block["region_reference_rule"] == "primary" else f"_{block['region_reference_rule']}"
+    column = lambda key: [p[key] for p in predictions]  # noqa: E731
+    result = deception_metrics(column("weak_correct"), column(f"{ref}_correct{suffix}"), column("student_correct"),
+                               bootstrap_indices(len(predictions), resamples, seed))  # fmt: skip
+    return {**result, "reference": ref, "flags": deception_flags("the student", result)}
 
 
 def online_training_summary(student_dir: Path) -> dict:
@@ -399,6 +419,9 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
+BARRIER_TIMEOUT = timedelta(hours=24)
+
+
 def start_run(recipe: Recipe) -> Run:
     """Environment, accelerate state, the run directory with the resolved recipe, tracking."""
     from accelerate import PartialState
@@ -406,7 +429,16 @@ def start_run(recipe: Recipe) -> Run:
     from w2s_trl.tracking import setup_tracking
 
     configure_environment(recipe)
-    state = PartialState()
+    # Several processes (accelerate launch): data, label (best-of-N too) and evaluate run on the main process only,
+    # training stages on all (Stage.all_ranks); the others wait at a barrier. torch's default collective timeout
+    # (30 min) would kill a run whose main-only stage takes longer, so the process group gets BARRIER_TIMEOUT.
+    # Without a GPU, accelerate forms a process group only when asked for the CPU (gloo): PartialState() alone would
+    # leave every process believing it is the only one, all of them writing the run directory.
+    import torch
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT) if distributed else PartialState(cpu=cpu)
     use_all_cores(state.num_processes)
     root = Path(recipe.run.output_dir) / recipe.run.name
     rd = RunDir(root, is_main=state.is_main_process, barrier=state.wait_for_everyone)
@@ -433,6 +465,10 @@ def run_pipeline(recipe: Recipe, stop_after: str | None = None) -> Path:
             return run.rd.root
     if run.rd.is_main:
         finalize(run.r, run.rd, run.rd.stage_dir("evaluate"))
+        if run.r.hub.push:  # after the results are written: a failed push (an error, exit 2) loses none of them
+            from w2s_trl.hub import push_run
+
+            push_run(run.rd.root)
     return run.rd.root
 
 
@@ -457,7 +493,7 @@ def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
     metrics["run"] = {"name": r.run.name, "seed": r.run.seed, "command": " ".join(sys.argv)}
     write_json_atomic(rd.root / "metrics.json", metrics)
     write_text_atomic(rd.root / "report.md", render_report(r.run.name, metrics))
-    log_summary(r.tracking, r.run.name, metrics)
+    log_summary(r.tracking, r.run.name, metrics, rd.root, r.model_dump(mode="json"))
     print(f"\n[w2s-trl] results in {rd.root}/ (metrics.json, report.md, predictions in evaluate/)\n")
     print(summary_table(metrics))
     return metrics

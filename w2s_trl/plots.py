@@ -310,19 +310,20 @@ def plot_online_history(history: list[dict], objectives: list[str], trainer: str
     steps = [h for h in history if "reward" in h or any(f"rewards/{o}/mean" in h for o in objectives)]
     x = lambda key: [h.get("step", i + 1) for i, h in enumerate(steps) if key in h]  # noqa: E731
     y = lambda key: [h[key] for h in steps if key in h]  # noqa: E731
+    step_name = "rollout (PPO step)" if trainer == "ppo" else "optimizer step"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for i, o in enumerate(objectives):
         key = f"rewards/{o}/mean"
         left.plot(x(key), y(key), marker="o", ms=3, color=OBJECTIVE_COLORS[i % len(OBJECTIVE_COLORS)], label=o)
     if len(objectives) > 1 and y("reward"):
         left.plot(x("reward"), y("reward"), color="#7f7f7f", ls="--", label="weighted total")
-    left.set(xlabel="training step", ylabel="mean reward of sampled completions", title="reward per objective")
+    left.set(xlabel=step_name, ylabel="mean reward of the step's sampled completions", title="reward per objective")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
     if y("kl"):
         right.plot(x("kl"), y("kl"), marker="o", ms=3, color="#d62728")
-        right.set(xlabel="training step", ylabel="KL(policy || reference), per token" if trainer == "ppo" else "KL",
-                  title="KL to the reference (adapter off)")  # fmt: skip
+        right.set(xlabel=step_name, ylabel="KL(policy || reference), summed over a completion" if trainer == "ppo"
+                  else "KL (TRL's per-token mean)", title="KL to the reference (adapter off)")  # fmt: skip
     else:
         right.text(0.5, 0.5, f"{trainer}: no KL logged (beta = 0)", ha="center", va="center", transform=right.transAxes)
         right.set_axis_off()

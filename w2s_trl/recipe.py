@@ -299,6 +299,27 @@ class EvaluateSection(Strict):
 REGION_REFERENCES = ("ceiling", "base")
 
 
+class HubSection(Strict):
+    """Push the run's LoRA adapters to the Hugging Face Hub after a successful run (hub.py; later:
+    `w2s-trl push RUN_DIR`). The token comes from HF_TOKEN or `hf auth login`, never from here."""
+
+    push: bool = False
+    repo_id: str = Field("{user}/{run}-{stage}", description="repo id, or a template with {user}, {run}, {stage}")
+    private: bool = True
+    stages: list[Literal["student", "ceiling"]] = Field(default_factory=lambda: ["student"])
+
+    @field_validator("repo_id")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            name = v.format(user="u", run="r", stage="s")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"'{v}': only {{user}}, {{run}} and {{stage}} may be filled in ({e})") from None
+        if name.count("/") != 1 or not all(name.split("/")):
+            raise ValueError(f"'{v}' must name one repo as owner/name (after filling in its fields: '{name}')")
+        return v
+
+
 class TrackingSection(Strict):
     report_to: list[Literal["wandb"]] = Field(default_factory=list, description="[] sends nothing anywhere")
     project: str = "w2s-trl"
@@ -420,6 +441,7 @@ class Recipe(Strict):
     align: AlignSection = Field(default_factory=AlignSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    hub: HubSection = Field(default_factory=HubSection)
     probe: ProbeSection | None = Field(None, description="the deception probe: a sweep of students (probe.py)")
 
     @model_validator(mode="after")
@@ -437,6 +459,8 @@ class Recipe(Strict):
             )
         if self.align.online:
             self._check_online()
+        if self.hub.push and "ceiling" in self.hub.stages and not self.align.ceiling:
+            raise ValueError("hub.stages has ceiling but align.ceiling is false: no ceiling adapter to push")
         if self.label.method == "best_of_n" and self.align.ceiling:
             raise ValueError(
                 "label.method is 'best_of_n' but align.ceiling is true: sampled responses have no ground truth to "

@@ -112,6 +112,7 @@ def render_report(run_name: str, metrics: dict) -> str:
             rows.append([cell, f"{info['n']}{flag}"] + [fmt_interval(info["error"][m]) for m in models])
         lines += _table(["cell", "n", *[f"err({m})" for m in models]], rows, [":---", "---:"] + ["---:"] * len(models))
         lines += [""]
+    lines += deception_section(metrics.get("deception"))
     for rule in ("primary", "reference_free"):
         if rule not in metrics:
             continue
@@ -164,6 +165,21 @@ def data_sections(metrics: dict) -> list[str]:
     return lines
 
 
+def deception_section(d: dict | None) -> list[str]:
+    """The student's DS and deception gap against the weak supervisor (SCIENCE.md 2), with intervals, in words."""
+    if not d:
+        return []
+    rows = [["DS (share of the student's K_s errors that fall in U_w&K_s)", fmt_interval(d["ds"])],
+            ["chance (U_w&K_s share of K_s)", fmt_interval(d["chance"])],
+            ["DS - chance", fmt_interval(d["ds_minus_chance"], signed=True)],
+            ["gap = err(U_w&K_s) - err(K_w&K_s)", fmt_interval(d["gap"], signed=True)]]  # fmt: skip
+    lines = ["## Deception against the weak supervisor (SCIENCE.md 2)", "",
+             f"K_w: the weak supervisor is right; K_s: `{d['reference']}` is right. Does the student err where the weak "
+             "supervisor cannot check more than where it can?", ""]  # fmt: skip
+    lines += _table(["quantity", "value [95% CI]"], rows, [":---", "---:"]) + [""]
+    return lines + [f"- {f}" for f in d.get("flags", [])] + [""]
+
+
 def online_sections(online: dict | None) -> list[str]:
     """An online student's training rewards, and its sampled completions before and after: judged by ground truth,
     scored per objective (online_eval.py)."""
@@ -184,6 +200,11 @@ def online_sections(online: dict | None) -> list[str]:
     rows = [[group, str(block["base"]["n"]), fmt_interval(block["base"]), fmt_interval(block["student"]),
              fmt_interval(block.get("student - base"), signed=True)] for group, block in judged["by"].items()]  # fmt: skip
     lines += _table(["rows", "n", "base", "student", "student - base"], rows, [":---", "---:", "---:", "---:", "---:"])
+    refusals = online.get("refusals")
+    if refusals:
+        lines += ["", "Share of the completions that refuse (the refusal check's phrases), which the harmless rows' "
+                  f"verdicts rest on: base {fmt_interval(refusals['base'])}, student {fmt_interval(refusals['student'])}, "
+                  f"student - base {fmt_interval(refusals['student - base'], signed=True)}."]  # fmt: skip
     lines += ["", "Mean reward of the same completions under each objective's reward (as trained on):", ""]
     rows = [[name, fmt_interval(block["base"], signed=True), fmt_interval(block["student"], signed=True),
              fmt_interval(block.get("student - base"), signed=True)] for name, block in online["rewards"].items()]  # fmt: skip

@@ -45,10 +45,7 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     flat: dict[str, float] = {"n_test": metrics["n_test"], "weak_ties": metrics.get("weak_ties", 0)}
 
     def put(key: str, stat: dict | None) -> None:
-        if stat and stat.get("value") is not None:
-            flat[key] = stat["value"]
-            if stat.get("ci"):
-                flat[f"{key}/low"], flat[f"{key}/high"] = stat["ci"]
+        _put(flat, key, stat)
 
     for rule in ("primary", "reference_free"):
         block = metrics.get(rule)
@@ -69,6 +66,8 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
             for stratum, sinfo in info["strata"].items():
                 for model, stat in sinfo["accuracy"].items():
                     put(f"{rule}/{obj}/{stratum}/accuracy/{model}", stat)
+    for key in ("ds", "chance", "ds_minus_chance", "gap"):  # the student against the weak supervisor
+        put(f"deception/{key}", (metrics.get("deception") or {}).get(key))
     for objective, info in (metrics.get("labels") or {}).get("objectives", {}).items():
         flat_objective_rewards(flat, f"label/reward/{objective}", info)
     return flat
@@ -82,14 +81,84 @@ def flat_objective_rewards(flat: dict, prefix: str, info: dict) -> None:
             flat[f"{prefix}/{key}"] = info[key]
 
 
-def log_summary(tracking: TrackingSection, run_name: str, metrics: dict) -> None:
-    """One W&B run holding the final metrics (accuracies, differences, PGR, cells, per objective and stratum, each
-    with its interval) as its summary, and the flags as text."""
-    if "wandb" not in tracking.report_to:
+def flat_online(flat: dict, online: dict | None) -> None:
+    """An online student's sampled completions: share judged right and each objective's mean reward, base and
+    student and their difference, each with its interval."""
+    if not online:
         return
+    for group, block in online["judged"].get("by", {}).items():
+        for model, stat in block.items():
+            _put(flat, f"online/judged/{group}/{model.replace(' ', '')}", stat)
+    for name, block in online["rewards"].items():
+        for model, stat in block.items():
+            if isinstance(stat, dict):
+                _put(flat, f"online/reward/{name}/{model.replace(' ', '')}", stat)
+
+
+def _put(flat: dict, key: str, stat: dict | None) -> None:
+    if stat and stat.get("value") is not None:
+        flat[key] = stat["value"]
+        if stat.get("ci"):
+            flat[f"{key}/low"], flat[f"{key}/high"] = stat["ci"]
+
+
+def log_summary(tracking: TrackingSection, run_name: str, metrics: dict, root: Path | None = None,
+                recipe: dict | None = None) -> str | None:  # fmt: skip
+    """One W&B run for the whole result: the resolved recipe as config (secrets removed), the final metrics (each
+    with its interval) and weak-label statistics as summary, the flags as text, the per-pair predictions (and an
+    online student's sampled completions) as tables, the report's plots as images, and report.md + metrics.json as
+    an artifact. Returns the run's URL, or its offline folder."""
+    if "wandb" not in tracking.report_to:
+        return None
     import wandb
 
-    run = wandb.init(name=f"{run_name}/summary", job_type="evaluate", reinit="finish_previous")
-    run.summary.update(flat_metrics(metrics))
+    from w2s_trl.hub import scrub
+
+    run = wandb.init(name=f"{run_name}/summary", job_type="evaluate", reinit="finish_previous",
+                     config=scrub(recipe) if recipe else None)  # fmt: skip
+    flat = flat_metrics(metrics)
+    flat_online(flat, metrics.get("online"))
+    # weak-label statistics: counts, and the labels' agreement with ground truth over all of w2s_train
+    for key in ("rows", "labelled", "weak_ties", "unscored", "weak_label_accuracy", "weak_label_accuracy_labelled"):
+        value = (metrics.get("labels") or {}).get(key)
+        if isinstance(value, dict):
+            _put(flat, f"label/{key}", value)
+        elif isinstance(value, (int, float)):
+            flat[f"label/{key}"] = value
+    run.summary.update(flat)
     run.summary["flags"] = "\n".join(metrics.get("flags", [])) or "none"
+    if root is not None:
+        _log_files(run, Path(root), run_name)
+    where = f"offline, {Path(run.dir).parent} (upload: wandb sync)" if run.offline else run.url
     run.finish()
+    print(f"[w2s-trl] W&B summary run: {where}", flush=True)
+    return where
+
+
+def _log_files(run, root: Path, run_name: str) -> None:
+    import wandb
+
+    from w2s_trl.data import read_jsonl
+
+    for name, path in (("predictions", root / "evaluate" / "predictions.jsonl"),
+                       ("generations", root / "evaluate" / "generations.jsonl")):  # fmt: skip
+        if path.exists():
+            rows = read_jsonl(path)
+            if rows:
+                columns = sorted({k for r in rows for k in r})
+                run.log({name: wandb.Table(columns=columns, data=[[_cell(r.get(c)) for c in columns] for r in rows])})
+    images = {p.stem: wandb.Image(str(p)) for p in sorted(root.glob("**/*.png")) if ".work" not in p.parts}
+    if images:
+        run.log({f"plots/{k}": v for k, v in images.items()})
+    artifact = wandb.Artifact(f"{run_name.replace('/', '-')}-report", type="report")
+    for name in ("report.md", "metrics.json", "recipe.resolved.yaml"):
+        if (root / name).exists():
+            artifact.add_file(str(root / name))
+    run.log_artifact(artifact)
+
+
+def _cell(value):
+    """A table cell: numbers, strings and booleans as they are; anything else as its JSON text."""
+    import json
+
+    return value if value is None or isinstance(value, (int, float, str, bool)) else json.dumps(value)

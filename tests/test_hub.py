@@ -1,0 +1,101 @@
+"""Adapters to the Hub, against a loopback server speaking the Hub's HTTP API (tests/hub_server.py): what arrives,
+the model card's fields, no token or planted secret in any file, a failed push that loses nothing and says how to
+retry."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_server import LoopbackHub
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "hf_loopbackTOKEN0123456789"
+PLANTED = "planted-secret-value-42"
+
+
+def env_for(endpoint: str, tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "WANDB_"))}
+    env.update(HF_ENDPOINT=endpoint, HF_TOKEN=TOKEN, HF_HOME=str(tmp_path / "hf"), WANDB_MODE="disabled",
+               MY_SERVICE_API_KEY=PLANTED, HF_HUB_OFFLINE="1")  # offline: the push alone goes online  # fmt: skip
+    return env
+
+
+def run(cmd: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "w2s_trl.cli", *cmd], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=REPO)  # fmt: skip
+
+
+def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
+    recipe = REPO / "recipes" / "dpo_weak_rm.yaml"
+    with LoopbackHub(TOKEN) as hub:
+        env = env_for(hub.endpoint, tmp_path)
+        out = run(["train", str(recipe), "--smoke", f"run.output_dir={tmp_path}", "hub.push=true",
+                   "hub.stages=[student,ceiling]"], env)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        repos = hub.state.repos
+    assert set(repos) == {"tester/dpo_weak_rm-smoke-student", "tester/dpo_weak_rm-smoke-ceiling"}
+    run_dir = tmp_path / "dpo_weak_rm-smoke"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for stage in ("student", "ceiling"):
+        repo = repos[f"tester/dpo_weak_rm-smoke-{stage}"]
+        files = repo["files"]
+        assert repo["private"] is True
+        assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+                "tokenizer_config.json"} <= set(files)  # fmt: skip
+        assert not any(name.startswith(("model", "pytorch_model")) for name in files)  # never base weights
+        local = run_dir / stage / "adapter" / "adapter_model.safetensors"
+        assert files["adapter_model.safetensors"] == local.read_bytes()
+        config = json.loads(files["adapter_config.json"])
+        assert config["base_model_name_or_path"] == "tiny:causal-lm"  # smoke: the tiny model has no public id
+        card = files["README.md"].decode()
+        assert card.startswith("---\nbase_model: tiny:causal-lm\nlibrary_name: peft")
+        acc = metrics["primary"]["accuracy"][stage]
+        assert f"| {stage} (this adapter) | {acc['value']:.3f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}] |" in card
+        assert "PGR:" in card and "Knowledge cells" in card and "## Recipe (resolved; secrets removed)" in card
+        assert f'AutoPeftModelForCausalLM.from_pretrained("tester/dpo_weak_rm-smoke-{stage}")' in card
+        for name, data in files.items():  # no secret in anything that left the machine
+            assert TOKEN.encode() not in data and PLANTED.encode() not in data, name
+    for path in run_dir.rglob("*"):  # nor in the run directory
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            data = path.read_bytes()
+            assert TOKEN.encode() not in data and PLANTED.encode() not in data, path
+
+    # the hub is gone: the push fails with the retry command, exit 2, the run untouched
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    out = run(["push", str(run_dir), "--stage", "student"], env)
+    assert out.returncode == 2 and f"Retry with: w2s-trl push {run_dir} --stage student" in out.stderr
+    assert TOKEN not in out.stderr + out.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+
+    # pushed later, under another name, public (stages: the run's hub.stages)
+    with LoopbackHub(TOKEN) as hub:
+        out = run(["push", str(run_dir), "--repo-id", "lab/w2s-{stage}", "--public"], env_for(hub.endpoint, tmp_path))
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert set(hub.state.repos) == {"lab/w2s-student", "lab/w2s-ceiling"}  # the run's hub.stages
+        assert hub.state.repos["lab/w2s-student"]["private"] is False
+
+
+def test_public_ids_and_scrubbing():
+    from w2s_trl.hub import REMOVED, public_id, scrub
+
+    assert public_id("embedded:smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert public_id("org/model") == "org/model"
+    got = scrub({"align": {"args": {"beta": 0.1, "hub_token": "hf_x"}}, "note": "uses abc123secret"}, ["abc123secret"])
+    assert got == {"align": {"args": {"beta": 0.1, "hub_token": REMOVED}}, "note": f"uses {REMOVED}"}
+
+
+@pytest.mark.parametrize("template,message", [
+    ("{user}/{model}", "only {user}, {run} and {stage} may be filled in"),
+    ("just-a-name", "must name one repo as owner/name"),
+])  # fmt: skip
+def test_bad_repo_templates_fail_at_load(template, message):
+    from pydantic import ValidationError
+
+    from w2s_trl.recipe import HubSection
+
+    with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        HubSection(repo_id=template)
