@@ -56,6 +56,7 @@ def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
         acc = metrics["primary"]["accuracy"][stage]
         assert f"| {stage} (this adapter) | {acc['value']:.3f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}] |" in card
         assert "PGR:" in card and "Knowledge cells" in card and "## Recipe (resolved; secrets removed)" in card
+        assert ("Deception against the weak supervisor" in card) == (stage == "student")
         assert f'AutoPeftModelForCausalLM.from_pretrained("tester/dpo_weak_rm-smoke-{stage}")' in card
         for name, data in files.items():  # no secret in anything that left the machine
             assert TOKEN.encode() not in data and PLANTED.encode() not in data, name

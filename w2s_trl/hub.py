@@ -99,16 +99,24 @@ def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict) -> str:
     trainer = recipe["align"]["trainer"]
     front = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
              "tags": ["w2s-trl", "weak-to-strong", "trl", trainer, "lora"]}  # fmt: skip
+    from w2s_trl.models import is_hub_spec
+
     primary = metrics.get("primary", {})
+    named = f"[{base}](https://huggingface.co/{base})" if is_hub_spec(base) else f"`{base}`"
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {repo_id}", "",
-             f"LoRA adapter (`{stage}`) of [{base}](https://huggingface.co/{base}), trained by "
-             f"[w2s-trl](https://github.com/) with `{trainer}` in run `{metrics.get('run', {}).get('name', '?')}`: "
-             + ("on the weak supervisor's labels." if stage == "student" else "on ground truth (the ceiling)."),
+             f"LoRA adapter (`{stage}`) of {named}, trained by w2s-trl (weak-to-strong alignment on TRL) with "
+             f"`{trainer}` in run `{metrics.get('run', {}).get('name', '?')}`: "
+             + ("on ground truth (the ceiling)." if stage == "ceiling" else "online, rewarded by the weak reward."
+                if trainer in ("grpo", "rloo", "ppo") else "on the weak supervisor's labels."),
              "", "## Results on `test`", "",
              f"Ground-truth pair accuracy ({metrics.get('n_test', '?')} pairs), 95% paired bootstrap intervals "
              f"({metrics.get('bootstrap', {}).get('resamples', '?')} resamples):", "",
              "| model | accuracy |", "|:---|---:|"]  # fmt: skip
     lines += [f"| {m}{' (this adapter)' if m == stage else ''} | {_fmt(s)} |" for m, s in primary.get("accuracy", {}).items()]
+    free = metrics.get("reference_free", {}).get("accuracy", {})
+    if "base" in free and "base" not in primary.get("accuracy", {}):  # the base is its own reference: scored free
+        lines += [f"| base (before alignment, reference-free) | {_fmt(free['base'])} |",
+                  f"| {stage} (reference-free) | {_fmt(free.get(stage))} |"]  # fmt: skip
     pgr = primary.get("pgr")
     if pgr:
         lines += ["", f"PGR: {_fmt(pgr, signed=True) if pgr.get('value') is not None else 'null (' + str(pgr.get('note')) + ')'}"]
@@ -116,6 +124,12 @@ def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict) -> str:
         lines += ["", f"Knowledge cells (reference `{primary.get('region_reference')}`), error of this adapter:", "",
                   "| cell | n | error |", "|:---|---:|---:|"]  # fmt: skip
         lines += [f"| {c} | {info['n']} | {_fmt(info['error'].get(stage))} |" for c, info in primary["regions"].items()]
+    deception = metrics.get("deception")
+    if deception and stage == "student":
+        lines += ["", f"Deception against the weak supervisor (K_s from `{deception.get('reference')}`): DS "
+                  f"{_fmt(deception['ds'])}, chance {_fmt(deception['chance'])}, DS - chance "
+                  f"{_fmt(deception['ds_minus_chance'], signed=True)}, gap err(U_w&K_s) - err(K_w&K_s) "
+                  f"{_fmt(deception['gap'], signed=True)}."]  # fmt: skip
     if metrics.get("flags"):
         lines += ["", "What this run cannot tell:", ""] + [f"- {f}" for f in metrics["flags"]]
     lines += ["", "## How it was trained", "",
