@@ -38,6 +38,14 @@ def make_handler(state: HubState):
 
         def do_GET(self):  # noqa: N802
             state.requests.append(("GET", self.path, dict(self.headers)))
+            parts = self.path.split("?")[0].split("/")  # /api/models/{org}/{name}[/revision/{rev}]: repo info
+            if len(parts) >= 5 and parts[:3] == ["", "api", "models"]:
+                repo_id = f"{parts[3]}/{parts[4]}"
+                if repo_id not in state.repos:
+                    return self._reply(404, {"error": f"Repository not found: {repo_id}"})
+                repo = state.repos[repo_id]
+                return self._reply(200, {"id": repo_id, "modelId": repo_id, "private": repo["private"],
+                                         "sha": "0" * 40, "siblings": [{"rfilename": f} for f in repo["files"]]})
             if self.path.startswith("/api/whoami-v2"):
                 if not self._authorized():
                     return self._reply(401, {"error": "Invalid credentials in Authorization header"})

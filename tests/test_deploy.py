@@ -47,7 +47,7 @@ def test_dockerfile_copies_what_exists_and_runs_the_trainer():
 def test_dockerignore_keeps_runs_caches_and_weights_out():
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}  # fmt: skip
-    assert {"runs/", ".cache/", "wandb/", ".git", "*.safetensors", "*.gguf"} <= ignored
+    assert {"runs/", ".cache/", "wandb/", ".git", "**/*.safetensors", "**/*.gguf"} <= ignored
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.name)

@@ -33,12 +33,18 @@ def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
     recipe = REPO / "recipes" / "dpo_weak_rm.yaml"
     with LoopbackHub(TOKEN) as hub:
         env = env_for(hub.endpoint, tmp_path)
+        # the secret also flows through the recipe (a command-line value): cards and W&B must not carry it
         out = run(["train", str(recipe), "--smoke", f"run.output_dir={tmp_path}", "hub.push=true",
-                   "hub.stages=[student,ceiling]"], env)  # fmt: skip
+                   "hub.stages=[student,ceiling]", f"tracking.project={PLANTED}", "tracking.report_to=[]"], env)  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "hub.push turned off" in out.stdout and hub.state.repos == {}  # a smoke run never pushes by itself
+        run_dir = tmp_path / "dpo_weak_rm-smoke"
+        out = run(["push", str(run_dir)], env)  # the tiny model has no hub id: refused before anything is sent
+        assert out.returncode == 2 and "set hub.base_model" in out.stderr and hub.state.repos == {}
+        out = run(["push", str(run_dir), "--base-model", "org/tiny-base"], env)
         assert out.returncode == 0, out.stderr[-3000:]
         repos = hub.state.repos
     assert set(repos) == {"tester/dpo_weak_rm-smoke-student", "tester/dpo_weak_rm-smoke-ceiling"}
-    run_dir = tmp_path / "dpo_weak_rm-smoke"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for stage in ("student", "ceiling"):
         repo = repos[f"tester/dpo_weak_rm-smoke-{stage}"]
@@ -50,34 +56,34 @@ def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
         local = run_dir / stage / "adapter" / "adapter_model.safetensors"
         assert files["adapter_model.safetensors"] == local.read_bytes()
         config = json.loads(files["adapter_config.json"])
-        assert config["base_model_name_or_path"] == "tiny:causal-lm"  # smoke: the tiny model has no public id
+        assert config["base_model_name_or_path"] == "org/tiny-base"
         card = files["README.md"].decode()
-        assert card.startswith("---\nbase_model: tiny:causal-lm\nlibrary_name: peft")
+        assert card.startswith("---\nbase_model: org/tiny-base\nlibrary_name: peft")
         acc = metrics["primary"]["accuracy"][stage]
         assert f"| {stage} (this adapter) | {acc['value']:.3f} [{acc['ci'][0]:.3f}, {acc['ci'][1]:.3f}] |" in card
         assert "PGR:" in card and "Knowledge cells" in card and "## Recipe (resolved; secrets removed)" in card
         assert ("Deception against the weak supervisor" in card) == (stage == "student")
         assert f'AutoPeftModelForCausalLM.from_pretrained("tester/dpo_weak_rm-smoke-{stage}")' in card
+        assert "project: '<removed: secret>'" in card  # the planted value, scrubbed where it flowed
         for name, data in files.items():  # no secret in anything that left the machine
             assert TOKEN.encode() not in data and PLANTED.encode() not in data, name
-    for path in run_dir.rglob("*"):  # nor in the run directory
-        if path.is_file() and path.stat().st_size < 5_000_000:
-            data = path.read_bytes()
-            assert TOKEN.encode() not in data and PLANTED.encode() not in data, path
 
     # the hub is gone: the push fails with the retry command, exit 2, the run untouched
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
-    out = run(["push", str(run_dir), "--stage", "student"], env)
+    out = run(["push", str(run_dir), "--stage", "student", "--base-model", "org/tiny-base"], env)
     assert out.returncode == 2 and f"Retry with: w2s-trl push {run_dir} --stage student" in out.stderr
     assert TOKEN not in out.stderr + out.stdout
     assert before == {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
 
-    # pushed later, under another name, public (stages: the run's hub.stages)
+    # pushed later, under another name, public (stages: the run's hub.stages); an existing repo keeps its visibility
     with LoopbackHub(TOKEN) as hub:
-        out = run(["push", str(run_dir), "--repo-id", "lab/w2s-{stage}", "--public"], env_for(hub.endpoint, tmp_path))
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert set(hub.state.repos) == {"lab/w2s-student", "lab/w2s-ceiling"}  # the run's hub.stages
+        env = env_for(hub.endpoint, tmp_path)
+        args = ["push", str(run_dir), "--repo-id", "lab/w2s-{stage}", "--base-model", "org/tiny-base"]
+        assert run([*args, "--public"], env).returncode == 0
+        assert set(hub.state.repos) == {"lab/w2s-student", "lab/w2s-ceiling"}
         assert hub.state.repos["lab/w2s-student"]["private"] is False
+        out = run([*args, "--private", "--stage", "student"], env)
+        assert out.returncode == 2 and "exists and is public, but this push asks for private" in out.stderr
 
 
 def test_public_ids_and_scrubbing():
@@ -100,3 +106,15 @@ def test_bad_repo_templates_fail_at_load(template, message):
 
     with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
         HubSection(repo_id=template)
+
+
+def test_hub_push_needs_a_loadable_base_and_a_valid_repo_at_load(tmp_path):
+    from w2s_trl.errors import RecipeError
+    from w2s_trl.recipe import load_recipe
+
+    recipe = REPO / "recipes" / "dpo_weak_rm.yaml"
+    assert load_recipe(recipe, ["hub.push=true"]).hub.push  # embedded: its public id
+    with pytest.raises(RecipeError, match="has no hub id others could load the adapter onto: set hub.base_model"):
+        load_recipe(recipe, ["hub.push=true", "strong.model=tiny:causal-lm"])
+    with pytest.raises(RecipeError, match="which the Hub refuses"):
+        load_recipe(recipe, ["hub.push=true", "hub.repo_id=org/{run}--{stage}"])

@@ -224,7 +224,8 @@ def test_wandb_offline_runs_read_back(name, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), MY_SERVICE_TOKEN=planted)  # no ~/.netrc: not logged in
     recipe = REPO / "recipes" / name
-    cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}"]
+    cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}",
+           f"hub.repo_id=org/{planted}-{{stage}}"]  # the secret flows into the recipe W&B receives as config
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     root = run_dir(tmp_path, recipe)
@@ -243,12 +244,14 @@ def test_wandb_offline_runs_read_back(name, tmp_path):
     for key in ("ds", "gap"):  # logged with its interval whenever the run could compute it
         assert (f"deception/{key}/low" in s) == (deception[key]["value"] is not None and bool(deception[key]["ci"]))
     logged = {k.split("/_type")[0] for k in summary["history_keys"] if k.endswith("/_type")}
-    assert {"predictions", "generations", "plots/reward_curve"} <= logged  # tables and the plot
+    assert {"predictions", "generations", "plots/student/reward_curve"} <= logged  # tables and the plot
     artifacts = dict(summary["artifacts"])
     assert {"predictions.table.json"} <= set(next(v for k, v in artifacts.items() if k.endswith("-predictions")))
     report = next(v for k, v in artifacts.items() if k.endswith("-report"))
     assert {"report.md", "metrics.json", "recipe.resolved.yaml"} <= set(report)
-    for path in root.rglob("*"):
+    assert planted in (root / "recipe.resolved.yaml").read_text()  # it did flow (the local recipe keeps it)
+    assert summary["config"]["hub"]["repo_id"] == "org/<removed: secret>-{stage}"
+    for path in (root / "wandb").rglob("*"):  # nothing W&B holds (config, tables, artifact copies) carries it
         if path.is_file():
             assert planted.encode() not in path.read_bytes(), path
 

@@ -260,14 +260,31 @@ def test_max_length_auto_is_accepted_and_resolved_by_the_pipeline():
 
 
 def test_trl_style_flags_are_align_args_overrides():
-    from w2s_trl.cli import trainer_flags
+    from w2s_trl.cli import trainer_flags, train_parser
     from w2s_trl.errors import W2SError
 
-    assert trainer_flags(["--beta", "0.2", "--learning-rate=1e-4"]) == ["align.args.beta=0.2",
-                                                                          "align.args.learning_rate=1e-4"]  # fmt: skip
+    argv = ["--beta", "0.2", "r.yaml", "--smoke", "run.name=x", "--learning-rate=1e-4", "--stop-after", "data"]
+    got = trainer_flags(argv)
+    assert got == ["align.args.beta=0.2", "r.yaml", "--smoke", "run.name=x", "align.args.learning_rate=1e-4",
+                   "--stop-after", "data"]  # fmt: skip
+    args = train_parser().parse_intermixed_args(got)  # what train_main parses
+    assert args.recipe == "align.args.beta=0.2" or "r.yaml" in (args.recipe, *args.overrides)
     with pytest.raises(W2SError, match="--beta needs a value"):
-        trainer_flags(["--beta"])
-    recipe = load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", trainer_flags(["--beta", "0.3"]))
+        trainer_flags(["r.yaml", "--beta"])
+    recipe = load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", [a for a in trainer_flags(["--beta", "0.3"])])
     assert recipe.align.args["beta"] == 0.3
     with pytest.raises(RecipeError, match="unknown DPOConfig argument 'betta'"):
         load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", trainer_flags(["--betta", "0.3"]))
+
+
+def test_trl_style_flags_through_the_cli(tmp_path):
+    from w2s_trl.cli import train_main
+
+    recipe = str(REPO / "recipes" / "dpo_weak_rm.yaml")
+    args = ["--beta", "0.3", recipe, "--smoke", f"run.output_dir={tmp_path}", "--stop-after", "data", "run.name=cli"]
+    assert train_main(args) == 0
+    import yaml
+
+    (path,) = tmp_path.glob("*/recipe.resolved.yaml")  # an override given after --smoke wins: run.name is "cli"
+    resolved = yaml.safe_load(path.read_text())
+    assert resolved["align"]["args"]["beta"] == 0.3 and resolved["run"]["name"] == "cli"

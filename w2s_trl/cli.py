@@ -22,19 +22,24 @@ def train_parser(prog: str = "w2s-trl train") -> argparse.ArgumentParser:
     return p
 
 
-def trainer_flags(extra: list[str]) -> list[str]:
-    """TRL's habit, `--beta 0.2` or `--beta=0.2`, as the override `align.args.beta=0.2` (checked like any override:
-    an unknown field fails at load with the close matches)."""
+OWN_FLAGS = {"--config", "--smoke", "--stop-after", "--help", "-h"}
+
+
+def trainer_flags(argv: list[str]) -> list[str]:
+    """argv with TRL's habit, `--beta 0.2` or `--beta=0.2`, rewritten as the override `align.args.beta=0.2` (checked
+    like any override: an unknown field fails at load with the close matches); everything else stays as it is."""
     out, i = [], 0
-    while i < len(extra):
-        flag = extra[i]
-        if not flag.startswith("--") or len(flag) == 2:
-            raise W2SError(f"unexpected argument '{flag}': overrides are key.path=value, trainer flags --field value")
+    while i < len(argv):
+        flag = argv[i]
         name, eq, value = flag[2:].partition("=")
+        if not flag.startswith("--") or len(flag) == 2 or flag.split("=")[0] in OWN_FLAGS:
+            out.append(flag)
+            i += 1
+            continue
         if not eq:
-            if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 raise W2SError(f"{flag} needs a value: {flag} VALUE or {flag}=VALUE")
-            value, i = extra[i + 1], i + 1
+            value, i = argv[i + 1], i + 1
         out.append(f"align.args.{name.replace('-', '_')}={value}")
         i += 1
     return out
@@ -42,18 +47,19 @@ def trainer_flags(extra: list[str]) -> list[str]:
 
 def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> int:
     parser = train_parser(prog)
-    args, extra = parser.parse_known_intermixed_args(argv)
     try:
-        overrides = list(args.overrides) + trainer_flags(extra)
+        argv = trainer_flags(sys.argv[1:] if argv is None else list(argv))
     except W2SError as e:
         parser.error(str(e))
+    args = parser.parse_intermixed_args(argv)
+    positional = [a for a in (args.recipe, *args.overrides) if a is not None]
+    recipes = [a for a in positional if "=" not in a]  # key.path=value is an override wherever it stands
+    overrides = [a for a in positional if "=" in a]
     recipe_path = args.config
-    if args.recipe and "=" in args.recipe and args.config:
-        overrides.insert(0, args.recipe)
-    elif args.recipe and args.config:
-        parser.error(f"two recipes given: {args.recipe} and --config {args.config}")
-    elif args.recipe:
-        recipe_path = args.recipe
+    if len(recipes) > 1 or (recipes and args.config):
+        parser.error(f"more than one recipe given: {', '.join(recipes + ([args.config] if args.config else []))}")
+    elif recipes:
+        recipe_path = recipes[0]
     if not recipe_path:
         parser.error("a recipe is required: w2s-trl train recipes/dpo_weak_rm.yaml")
     from w2s_trl.pipeline import run_pipeline
@@ -75,6 +81,8 @@ def push_main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", action="append", choices=["student", "ceiling"],
                    help="a stage to push (repeatable; default: the recipe's hub.stages, else student)")  # fmt: skip
     p.add_argument("--repo-id", help="repo id or template with {user} {run} {stage} (default: the recipe's hub.repo_id)")
+    p.add_argument("--base-model", help="hub id of the base weights (default: the recipe's hub.base_model, else the "
+                   "strong model's or an embedded model's public id)")  # fmt: skip
     vis = p.add_mutually_exclusive_group()
     vis.add_argument("--private", dest="private", action="store_true", default=None)
     vis.add_argument("--public", dest="private", action="store_false")
@@ -82,7 +90,7 @@ def push_main(argv: list[str] | None = None) -> int:
     from w2s_trl.hub import PushError, push_run
 
     try:
-        urls = push_run(args.run_dir, args.stage, args.repo_id, args.private)
+        urls = push_run(args.run_dir, args.stage, args.repo_id, args.private, args.base_model)
     except PushError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,7 +27,9 @@ PUBLIC_IDS = {
     "embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "embedded:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
 }
-SECRET_NAME = re.compile(r"token|key|password|passwd|secret|credential", re.I)
+# A name that holds a secret: ends in token / key / password / secret / credential(s) as a whole word ("hub_token",
+# "WANDB_API_KEY"), not a name that merely contains one ("max_new_tokens", "keywords", "TOKENIZERS_PARALLELISM").
+SECRET_NAME = re.compile(r"(^|[_\-.])(token|key|apikey|password|passwd|secret|credentials?)$", re.I)
 REMOVED = "<removed: secret>"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -41,6 +43,18 @@ class PushError(W2SError):
 def public_id(spec: str) -> str:
     """The hub id others load the base model by: embedded models map to their public ids; a path stays a path."""
     return PUBLIC_IDS.get(spec, spec)
+
+
+def base_model_id(spec: str, override: str | None = None) -> str:
+    """The base named in the model card and adapter config: `override` (hub.base_model), else the strong model's hub
+    id (an embedded model's public one). A local path or a tiny model has none others could load: an error."""
+    from w2s_trl.models import is_hub_spec
+
+    base = override or public_id(spec)
+    if not is_hub_spec(base) or "/" not in base:
+        raise PushError(f"the strong model '{spec}' has no hub id others could load the adapter onto: set "
+                        "hub.base_model (or `w2s-trl push --base-model`) to the hub id of the same weights")  # fmt: skip
+    return base
 
 
 def secret_values() -> list[str]:
@@ -95,7 +109,7 @@ def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict) -> str:
     """README.md of the adapter repo: YAML front matter the Hub reads, then what the run measured."""
     import yaml
 
-    base = public_id(recipe["strong"]["model"])
+    base = base_model_id(recipe["strong"]["model"], (recipe.get("hub") or {}).get("base_model"))
     trainer = recipe["align"]["trainer"]
     front = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
              "tags": ["w2s-trl", "weak-to-strong", "trl", trainer, "lora"]}  # fmt: skip
@@ -151,8 +165,15 @@ def stage_folder(run_dir: Path, stage: str, recipe: dict, metrics: dict, repo_id
     missing = [f for f in ADAPTER_FILES if not (adapter / f).exists()]
     if missing:
         raise PushError(f"{adapter}: no finished adapter ({', '.join(missing)} missing): run the stage first")
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        full = [k for k in f.keys() if "lora_" not in k]
+    if full:  # modules_to_save or trained embeddings: whole base matrices would leave with the adapter
+        raise PushError(f"{adapter}: the adapter holds full weight tensors ({', '.join(full[:3])}...), not only LoRA "
+                        "matrices; w2s-trl pushes adapters, never base weights")  # fmt: skip
     config = json.loads((adapter / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = public_id(recipe["strong"]["model"])
+    config["base_model_name_or_path"] = base_model_id(recipe["strong"]["model"], (recipe.get("hub") or {}).get("base_model"))
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     shutil.copy(adapter / "adapter_model.safetensors", out / "adapter_model.safetensors")
     for name in TOKENIZER_FILES:
@@ -163,7 +184,7 @@ def stage_folder(run_dir: Path, stage: str, recipe: dict, metrics: dict, repo_id
 
 
 def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None = None,
-             private: bool | None = None) -> dict[str, str]:  # fmt: skip
+             private: bool | None = None, base_model: str | None = None) -> dict[str, str]:  # fmt: skip
     """Push the adapters of a finished run; returns {stage: repo url}. Settings default to the run's `hub:` section."""
     import yaml
     from huggingface_hub import HfApi
@@ -175,6 +196,9 @@ def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None
     recipe = yaml.safe_load((run_dir / "recipe.resolved.yaml").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     hub = recipe.get("hub") or {}
+    if base_model:
+        recipe["hub"] = hub = {**hub, "base_model": base_model}
+    base_model_id(recipe["strong"]["model"], hub.get("base_model"))  # before anything is sent
     stages = stages or hub.get("stages") or ["student"]
     template = repo_id or hub.get("repo_id") or "{user}/{run}-{stage}"
     private = hub.get("private", True) if private is None else private
@@ -196,8 +220,14 @@ def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None
                 print(f"[w2s-trl] hub: pushing {stage} to {rid} ({', '.join(files)})", flush=True)
                 try:
                     api.create_repo(rid, private=private, exist_ok=True, repo_type="model")
+                    if api.repo_info(rid, repo_type="model").private != private:  # an existing repo keeps its own
+                        raise PushError(f"{rid} exists and is {'public' if private else 'private'}, but this push "
+                                        f"asks for {'private' if private else 'public'}: change it on the Hub, or push "
+                                        "under another --repo-id")  # fmt: skip
                     info = api.upload_folder(folder_path=tmp, repo_id=rid, repo_type="model",
                                              commit_message=f"w2s-trl: {stage} adapter of run {recipe['run']['name']}")
+                except PushError:
+                    raise
                 except Exception as e:  # noqa: BLE001
                     raise PushError(f"pushing {stage} to {rid} failed ({type(e).__name__}: {scrub(str(e))}); the run "
                                     f"is intact. Retry with: w2s-trl push {run_dir} --stage {stage}") from None  # fmt: skip

@@ -437,7 +437,7 @@ def start_run(recipe: Recipe) -> Run:
     import torch
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    cpu = not torch.cuda.is_available()
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT) if distributed else PartialState(cpu=cpu)
     use_all_cores(state.num_processes)
     root = Path(recipe.run.output_dir) / recipe.run.name

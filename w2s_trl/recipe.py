@@ -305,6 +305,8 @@ class HubSection(Strict):
 
     push: bool = False
     repo_id: str = Field("{user}/{run}-{stage}", description="repo id, or a template with {user}, {run}, {stage}")
+    base_model: str | None = Field(None, description="hub id named as the adapter's base (default: the strong "
+                                   "model's, or an embedded model's public id)")
     private: bool = True
     stages: list[Literal["student", "ceiling"]] = Field(default_factory=lambda: ["student"])
 
@@ -459,8 +461,8 @@ class Recipe(Strict):
             )
         if self.align.online:
             self._check_online()
-        if self.hub.push and "ceiling" in self.hub.stages and not self.align.ceiling:
-            raise ValueError("hub.stages has ceiling but align.ceiling is false: no ceiling adapter to push")
+        if self.hub.push:
+            self._check_hub()
         if self.label.method == "best_of_n" and self.align.ceiling:
             raise ValueError(
                 "label.method is 'best_of_n' but align.ceiling is true: sampled responses have no ground truth to "
@@ -468,6 +470,27 @@ class Recipe(Strict):
             )
         return self
 
+
+    def _check_hub(self) -> None:
+        from huggingface_hub.utils import validate_repo_id
+
+        from w2s_trl.hub import PushError, base_model_id
+
+        if "ceiling" in self.hub.stages and not self.align.ceiling:
+            raise ValueError("hub.stages has ceiling but align.ceiling is false: no ceiling adapter to push")
+        if self.probe is not None:
+            raise ValueError("hub.push pushes a run's student/ceiling adapters; a probe run has a sweep of students: "
+                             "push one with `w2s-trl push` from its variant's folder, or turn hub.push off")  # fmt: skip
+        try:
+            base_model_id(self.strong.model, self.hub.base_model)  # a base others can load, or an error now
+        except PushError as e:
+            raise ValueError(str(e)) from None
+        for stage in self.hub.stages:
+            name = self.hub.repo_id.format(user="user", run=self.run.name, stage=stage)
+            try:
+                validate_repo_id(name)
+            except Exception as e:  # noqa: BLE001 (HFValidationError: the Hub's own rule, in its words)
+                raise ValueError(f"hub.repo_id gives '{name}' for {stage}, which the Hub refuses: {e}") from None
 
     def _check_online(self) -> None:
         t = self.align.trainer
@@ -721,7 +744,10 @@ def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False
             raise RecipeError(_format_errors(path, e, Recipe)) from None
 
     recipe = build(read_yaml(path))
-    return build(smoke_recipe(recipe).model_dump(mode="json")) if smoke else recipe
+    if not smoke:
+        return recipe
+    overrides = [o for o in overrides if not o.strip().startswith("hub.push")]  # a smoke run never pushes itself
+    return build(smoke_recipe(recipe).model_dump(mode="json"))
 
 
 def smoke_recipe(recipe: Recipe) -> Recipe:
@@ -742,6 +768,9 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.label.best_of_n.n = min(r.label.best_of_n.n, 3)
     r.label.best_of_n.max_new_tokens = min(r.label.best_of_n.max_new_tokens, 8)
     r.align.args = {**r.align.args, **SMOKE_ALIGN_ARGS[r.align.trainer]}
+    if r.hub.push:  # tiny random adapters never go to a real repo; `w2s-trl push` still can, on purpose
+        print("[w2s-trl] smoke: hub.push turned off (a smoke run's adapters are tiny random models)", flush=True)
+        r.hub.push = False
     return r
 
 

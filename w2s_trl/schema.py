@@ -113,16 +113,30 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
 @contextlib.contextmanager
 def _no_device_state():
     """Building a TrainingArguments starts accelerate's PartialState (here in CPU mode, from use_cpu=True), and every
-    later PartialState() would inherit it: a GPU run would load models on the CPU. Validation leaves no state behind
-    unless one existed before."""
+    later PartialState() would inherit it: a GPU run would load models on the CPU. Under `accelerate launch` it would
+    also start torch's process group (gloo, default timeout), which the run's own start (NCCL on GPUs, the long
+    barrier timeout) could then not replace. Validation runs with the launcher's variables hidden and leaves no state
+    behind unless one existed before."""
+    import os
+
+    import torch.distributed as dist
     from accelerate.state import PartialState
 
     existed = PartialState._shared_state != {}
+    grouped = dist.is_available() and dist.is_initialized()
+    hidden = {k: os.environ.pop(k) for k in DISTRIBUTED_ENV if k in os.environ} if not existed else {}
     try:
         yield
     finally:
+        os.environ.update(hidden)
         if not existed:
             PartialState._reset_state()
+            if not grouped and dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+
+
+DISTRIBUTED_ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                   "ACCELERATE_USE_CPU", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")  # fmt: skip
 
 
 # Defaults that make TRL work on a small CPU machine (TRL turns activation checkpointing on, which only costs time

@@ -34,6 +34,9 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str) -> 
     os.environ.setdefault("WANDB_RUN_GROUP", run_name)
     os.environ.setdefault("WANDB_LOG_MODEL", "false")
     os.environ.setdefault("WANDB_CONSOLE", "off")
+    # W&B's system metadata holds the full command line, where a key=value override may carry a secret; the run's
+    # config (the resolved recipe, secrets removed) and metrics.json's versions say what it would have
+    os.environ.setdefault("WANDB__DISABLE_META", "true")
     if "WANDB_MODE" not in os.environ and not wandb_logged_in():
         os.environ["WANDB_MODE"] = "offline"
         print(f"[w2s-trl] W&B: not logged in, logging offline to {run_root}/wandb (upload later with `wandb sync`)")
@@ -147,14 +150,21 @@ def _log_files(run, root: Path, run_name: str) -> None:
             if rows:
                 columns = sorted({k for r in rows for k in r})
                 run.log({name: wandb.Table(columns=columns, data=[[_cell(r.get(c)) for c in columns] for r in rows])})
-    images = {p.stem: wandb.Image(str(p)) for p in sorted(root.glob("**/*.png")) if ".work" not in p.parts}
+    images = {str(p.relative_to(root).with_suffix("")): wandb.Image(str(p)) for p in sorted(root.glob("**/*.png"))
+              if not {".work", "wandb"} & set(p.parts)}  # fmt: skip
     if images:
         run.log({f"plots/{k}": v for k, v in images.items()})
+    import tempfile
+
+    from w2s_trl.hub import scrub
+
     artifact = wandb.Artifact(f"{run_name.replace('/', '-')}-report", type="report")
-    for name in ("report.md", "metrics.json", "recipe.resolved.yaml"):
-        if (root / name).exists():
-            artifact.add_file(str(root / name))
-    run.log_artifact(artifact)
+    with tempfile.TemporaryDirectory() as tmp:  # copies with secrets removed (a command line can hold one)
+        for name in ("report.md", "metrics.json", "recipe.resolved.yaml"):
+            if (root / name).exists():
+                (Path(tmp) / name).write_text(scrub((root / name).read_text()))
+                artifact.add_file(str(Path(tmp) / name))
+        run.log_artifact(artifact)  # add_file staged a copy of each: the temporary folder may go
 
 
 def _cell(value):
