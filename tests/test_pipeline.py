@@ -212,6 +212,10 @@ def test_wandb_logs_offline_without_login(tmp_path):
     assert len(offline_runs) >= 4  # weak, student, ceiling trainers and the summary run
 
 
+def summary_trainer(name: str) -> str:
+    return "grpo" if "grpo" in name else "ppo"
+
+
 @pytest.mark.parametrize("name", ["grpo_multi_objective.yaml", "ppo_weak_rm.yaml"])
 def test_wandb_offline_runs_read_back(name, tmp_path):
     """W&B offline, read back from its files: the training runs' completion tables (GRPO's with one column per
@@ -234,9 +238,11 @@ def test_wandb_offline_runs_read_back(name, tmp_path):
     want = {"helpful", "harmless", "completion"} if "grpo" in name else {"reward", "completion"}
     assert tables and all(want <= set(t["columns"]) and t["data"] for t in tables)
     runs = [read_run(d) for d in sorted(root.glob("wandb/offline-run-*"))]
-    summary = next(r for r in runs if "align" in r["config"])
+    assert len(runs) == (4 if "grpo" in name else 3)  # each weak RM, the student, the summary
+    assert all(r["config"].get("align", {}).get("trainer") == summary_trainer(name) for r in runs)  # recipe in each
+    summary = next(r for r in runs if "predictions" in {k.split("/")[0] for k in r["history_keys"]})
     assert {"run", "data", "weak", "align", "evaluate", "tracking"} <= set(summary["config"])
-    assert summary["config"]["align"]["trainer"] == ("grpo" if "grpo" in name else "ppo")
+    assert summary["config"]["align"]["trainer"] == summary_trainer(name)
     s = summary["summary"]
     assert {"primary/accuracy/student", "primary/accuracy/student/low", "primary/accuracy/student/high"} <= set(s)
     assert any(k.startswith("online/reward/") and k.endswith("/student-base/low") for k in s)
@@ -319,3 +325,22 @@ def test_student_deception_by_value():
     assert d["counts"]["K_s"] == 3 and d["counts"]["errors_on_K_s"] == 1 and d["counts"]["deceptive_errors"] == 1
     assert d["ds"]["value"] == pytest.approx(1.0) and d["chance"]["value"] == pytest.approx(2 / 3)
     assert d["gap"]["value"] == pytest.approx(0.5 - 0.0)  # err(U_w&K_s) = 1/2, err(K_w&K_s) = 0/1
+
+
+def test_a_resumed_stage_continues_its_wandb_run(tmp_path, monkeypatch):
+    import wandb
+
+    from w2s_trl import tracking
+    from w2s_trl.rundir import StageWork
+
+    calls = []
+    monkeypatch.setattr(wandb, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(tracking, "RUN_CONFIG", {"align": {"trainer": "dpo"}})
+    work = StageWork(out=tmp_path / "out", checkpoints=tmp_path / "checkpoints")
+    tracking.start_stage_run(work, "run/student")
+    tracking.start_stage_run(work, "run/student")  # the same stage after an interruption
+    assert calls[0]["id"] == calls[1]["id"] and calls[1]["resume"] == "allow"
+    assert calls[0]["config"] == {"align": {"trainer": "dpo"}} and calls[0]["name"] == "run/student"
+    other = StageWork(out=tmp_path / "o2", checkpoints=tmp_path / "c2")
+    tracking.start_stage_run(other, "run/ceiling")
+    assert calls[2]["id"] != calls[0]["id"]

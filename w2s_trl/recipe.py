@@ -323,9 +323,23 @@ class HubSection(Strict):
 
 
 class TrackingSection(Strict):
-    report_to: list[Literal["wandb"]] = Field(default_factory=list, description="[] sends nothing anywhere")
+    report_to: list[Literal["wandb", "tensorboard", "trackio"]] = Field(
+        default_factory=list, description="TRL's report_to for every trainer; [] sends nothing anywhere. W&B also gets "
+        "the summary run (tables, plots, report artifact)"
+    )
     project: str = "w2s-trl"
     entity: str | None = None
+
+    @field_validator("report_to")
+    @classmethod
+    def _installed(cls, v: list[str]) -> list[str]:
+        import importlib.util
+
+        missing = [name for name in v if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} is not installed: pip install {' '.join(missing)}, or remove it "
+                             "from tracking.report_to")  # fmt: skip
+        return v
 
 
 # ----------------------------------------------------------------------------------------------------------------------

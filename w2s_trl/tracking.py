@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
 from pathlib import Path
 
 from w2s_trl.recipe import TrackingSection
@@ -23,10 +24,19 @@ def wandb_logged_in() -> bool:
         return False
 
 
-def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str) -> str | None:
+# The resolved recipe, secrets removed: the config every W&B run of this process carries (set by setup_tracking)
+RUN_CONFIG: dict = {}
+
+
+def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, config: dict | None = None) -> str | None:
     """Set the W&B environment for every trainer of the run; returns the mode ('online'/'offline') or None."""
     if "wandb" not in tracking.report_to:
         return None
+    if config is not None:
+        from w2s_trl.hub import scrub
+
+        RUN_CONFIG.clear()
+        RUN_CONFIG.update(scrub(config))
     os.environ.setdefault("WANDB_PROJECT", tracking.project)
     if tracking.entity:
         os.environ.setdefault("WANDB_ENTITY", tracking.entity)
@@ -41,6 +51,20 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str) -> 
         os.environ["WANDB_MODE"] = "offline"
         print(f"[w2s-trl] W&B: not logged in, logging offline to {run_root}/wandb (upload later with `wandb sync`)")
     return os.environ.get("WANDB_MODE", "online")
+
+
+def start_stage_run(work, name: str, extra_config: dict | None = None):
+    """Open a training stage's W&B run before its trainer would (TRL's callback then logs into it): the recipe as
+    config, and the same run id after an interruption (kept in the stage's work folder), so a resumed stage continues
+    its run instead of starting a second one."""
+    import wandb
+
+    work.checkpoints.mkdir(parents=True, exist_ok=True)
+    path = work.checkpoints / "wandb_run_id"
+    run_id = path.read_text().strip() if path.exists() else secrets.token_hex(4)  # W&B ids: short, lowercase
+    path.write_text(run_id)
+    return wandb.init(id=run_id, resume="allow", name=name, config={**RUN_CONFIG, **(extra_config or {})},
+                      reinit="finish_previous")  # fmt: skip
 
 
 def flat_metrics(metrics: dict) -> dict[str, float]:

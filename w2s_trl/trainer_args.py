@@ -43,6 +43,10 @@ def run_training(trainer, work, save_as: str, label: str) -> dict:
     resume = work.last_checkpoint()
     if resume:
         print(f"[w2s-trl] resuming {label} from {resume}", flush=True)
+    if "wandb" in (trainer.args.report_to or []) and trainer.args.should_log:  # the main process logs
+        from w2s_trl.tracking import start_stage_run
+
+        start_stage_run(work, label)
     result = trainer.train(resume_from_checkpoint=resume)
     finish_tracking()
     trainer.save_model(str(work.out / save_as))  # TRL/transformers save on the main process only

@@ -185,7 +185,11 @@ def run_ppo(recipe, model, tokenizer, prompts: list[dict], funcs, weights, work,
     policy = get_peft_model(model, peft_config)
     reward = WeightedSum(funcs, weights)
     ppo = PPO(policy, tokenizer, reward, settings)
-    wandb = _wandb_run(recipe, run_name, settings)
+    wandb = None
+    if "wandb" in recipe.tracking.report_to:
+        from w2s_trl.tracking import start_stage_run
+
+        wandb = start_stage_run(work, run_name, {"ppo": asdict(settings)})
     rng, order, history, start = random.Random(recipe.run.seed), [], [], time.time()
     for step in range(1, settings.total_steps + 1):
         while len(order) < settings.batch_size:  # a full batch even from fewer prompts than batch_size
@@ -219,10 +223,3 @@ def run_ppo(recipe, model, tokenizer, prompts: list[dict], funcs, weights, work,
     torch.save(ppo.value_head.state_dict(), out / "value_head.pt")
     return history
 
-
-def _wandb_run(recipe, run_name: str, settings: PPOSettings):
-    if "wandb" not in recipe.tracking.report_to:
-        return None
-    import wandb
-
-    return wandb.init(name=run_name, config={"trainer": "ppo", **asdict(settings)}, reinit=True)
