@@ -168,7 +168,8 @@ def _log_files(run, root: Path, run_name: str) -> None:
     from w2s_trl.data import read_jsonl
 
     for name, path in (("predictions", root / "evaluate" / "predictions.jsonl"),
-                       ("generations", root / "evaluate" / "generations.jsonl")):  # fmt: skip
+                       ("generations", root / "evaluate" / "generations.jsonl"),
+                       ("best_of_n_samples", root / "label" / "best_of_n.all.jsonl")):  # fmt: skip
         if path.exists():
             rows = read_jsonl(path)
             if rows:
