@@ -350,3 +350,19 @@ def test_a_resumed_stage_continues_its_wandb_run(tmp_path, monkeypatch):
     other = StageWork(out=tmp_path / "o2", checkpoints=tmp_path / "c2")
     tracking.start_stage_run(other, "run/ceiling")
     assert calls[2]["id"] != calls[0]["id"]
+
+
+def test_eval_curves_on_test_when_asked(tmp_path):
+    """tracking.eval_curves: TRL evaluates student and ceiling on test every logging step (eval_rewards/* curves);
+    smoke runs leave it off unless asked, and the reported numbers are computed the same way either way."""
+    recipe = RECIPES[0]
+    args = [str(recipe), "--smoke", f"run.output_dir={tmp_path}", "tracking.report_to=[]"]
+    assert train_main([*args, "tracking.eval_curves=true"]) == 0
+    root = run_dir(tmp_path, recipe)
+    for stage in ("student", "ceiling"):
+        history = json.loads((root / stage / "trainer_state.json").read_text())["log_history"]
+        evals = [h for h in history if "eval_rewards/accuracies" in h]
+        assert [h["step"] for h in evals] == [1, 2]  # logging_steps 1 under smoke, 2 steps
+    assert train_main([*args, "run.name=plain"]) == 0
+    plain = json.loads((tmp_path / "plain" / "student" / "trainer_state.json").read_text())["log_history"]
+    assert not any(k.startswith("eval_") for h in plain for k in h)

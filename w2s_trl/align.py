@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s_trl.recipe import MIN_PROMPT_TOKENS, Recipe
+from w2s_trl.recipe import CPU_TRAINER_DEFAULTS, MIN_PROMPT_TOKENS, Recipe
+
+CPU_LOGGING_STEPS = CPU_TRAINER_DEFAULTS["logging_steps"]
 from w2s_trl.rundir import StageWork
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -70,10 +72,12 @@ def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: 
 
 
 def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None,
-                 max_length: int | None = None, stage: str = "align", conflict_alpha: float = 0.0):  # fmt: skip
+                 max_length: int | None = None, stage: str = "align", conflict_alpha: float = 0.0,
+                 eval_rows: list[dict] | None = None):  # fmt: skip
     """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py), and the
     truncation count of its rows. `conflict_alpha` > 0 adds the explicit conflict term (training/trainers.py); rows
-    then carry `gt_label` (1 where a row has none: ground-truth rows)."""
+    then carry `gt_label` (1 where a row has none: ground-truth rows). `eval_rows` (test, ground truth): TRL evaluates
+    on them every `logging_steps`, so `eval_rewards/*` curves (DPO: reward accuracy and margins) sit beside training's."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -102,14 +106,19 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     if conflict_alpha:
         columns["gt_label"] = lambda r: int(r.get("gt_label", 1))
     dataset = shared_dataset(Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in rows]), output_dir)
+    eval_dataset = None
+    if eval_rows:
+        eval_rows, _ = fit_training_rows(recipe, eval_rows, tokenizer, max_length, f"{stage} (evaluation rows)")
+        eval_dataset = Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in eval_rows])
+        args = {"eval_strategy": "steps", "eval_steps": args.get("logging_steps", CPU_LOGGING_STEPS), **args}
     config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
                               run_name)  # fmt: skip
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
 
     Trainer = trainer_class(recipe.align.trainer, conflict_alpha)
     trainer = Trainer(
-        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora_config(recipe),
-        **trainer_kwargs(conflict_alpha),
+        model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
+        peft_config=lora_config(recipe), **trainer_kwargs(conflict_alpha),
     )
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
@@ -134,7 +143,7 @@ def shared_dataset(dataset, folder: str):
 
 
 def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str, max_length: int | None,
-                 stage: str, conflict_alpha: float = 0.0) -> dict:  # fmt: skip
+                 stage: str, conflict_alpha: float = 0.0, eval_rows: list[dict] | None = None) -> dict:  # fmt: skip
     from w2s_trl.trainer_args import run_training
 
     if not rows:
@@ -143,7 +152,7 @@ def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: st
         raise W2SError(f"{stage}: no training rows (every weak label a tie or unscored?): see the label stage's "
                        "counts in the log and stage.json; a reward source that scores both sides alike labels nothing")
     trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage,
-                                  conflict_alpha=conflict_alpha)  # fmt: skip
+                                  conflict_alpha=conflict_alpha, eval_rows=eval_rows)  # fmt: skip
     return {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}
 
 

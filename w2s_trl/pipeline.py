@@ -198,6 +198,10 @@ class Run:
     def source_inputs(self) -> dict:
         return {"weak": self.fp("weak")} if self.trained_weak() else reward_spec_inputs(self.r.weak.reward)
 
+    def eval_rows(self) -> list[dict] | None:
+        """test (ground truth) for the trainers' own evaluation curves, when tracking.eval_curves asks for them."""
+        return self.split("test") if self.r.tracking.eval_on_test() else None
+
     def adapters(self) -> dict[str, Path]:
         from w2s_trl.align import adapter_dir
 
@@ -321,14 +325,15 @@ def compute_student(run: Run, work: StageWork) -> dict:
                                    run.max_length["strong"], "student")  # fmt: skip
 
     rows = read_jsonl(run.rd.stage_dir("label") / "w2s_train.labelled.jsonl")
-    return train_policy(run.r, rows, work, f"{run.r.run.name}/student", run.max_length["strong"], "student")
+    return train_policy(run.r, rows, work, f"{run.r.run.name}/student", run.max_length["strong"], "student",
+                        eval_rows=run.eval_rows())  # fmt: skip
 
 
 def compute_ceiling(run: Run, work: StageWork) -> dict:
     from w2s_trl.align import train_policy
 
     return train_policy(run.r, run.split("w2s_train"), work, f"{run.r.run.name}/ceiling", run.max_length["strong"],
-                        "ceiling")  # fmt: skip
+                        "ceiling", eval_rows=run.eval_rows())  # fmt: skip
 
 
 # 5. evaluate on test: the reward source ("weak"), the base policy and the aligned ones, with intervals

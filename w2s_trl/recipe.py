@@ -329,6 +329,16 @@ class TrackingSection(Strict):
     )
     project: str = "w2s-trl"
     entity: str | None = None
+    eval_curves: bool | Literal["auto"] = Field(
+        "auto", description="DPO/SimPO students and ceilings evaluated on test every logging_steps (eval_rewards/* "
+        "curves; the reported numbers do not change). auto: true with a GPU, false on CPU, where it costs a test "
+        "pass per evaluation; smoke runs: false"
+    )
+
+    def eval_on_test(self) -> bool:
+        import torch
+
+        return self.eval_curves is True or (self.eval_curves == "auto" and torch.cuda.is_available())
 
     @field_validator("report_to")
     @classmethod
@@ -782,6 +792,7 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     r.label.best_of_n.n = min(r.label.best_of_n.n, 3)
     r.label.best_of_n.max_new_tokens = min(r.label.best_of_n.max_new_tokens, 8)
     r.align.args = {**r.align.args, **SMOKE_ALIGN_ARGS[r.align.trainer]}
+    r.tracking.eval_curves = False
     if r.hub.push:  # tiny random adapters never go to a real repo; `w2s-trl push` still can, on purpose
         print("[w2s-trl] smoke: hub.push turned off (a smoke run's adapters are tiny random models)", flush=True)
         r.hub.push = False
