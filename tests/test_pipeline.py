@@ -233,7 +233,8 @@ def test_wandb_offline_runs_read_back(name, tmp_path):
     env.update(HOME=str(tmp_path), MY_SERVICE_TOKEN=planted)  # no ~/.netrc: not logged in
     recipe = REPO / "recipes" / name
     cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), str(recipe), "--smoke", f"run.output_dir={tmp_path}",
-           f"hub.repo_id=org/{planted}-{{stage}}"]  # the secret flows into the recipe W&B receives as config
+           f"hub.repo_id=org/{planted}-{{stage}}",  # the secret flows into the recipe W&B receives as config
+           f"tracking.log_adapters={'true' if 'ppo' in name else 'false'}"]  # opt-in
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     root = run_dir(tmp_path, recipe)
@@ -259,6 +260,10 @@ def test_wandb_offline_runs_read_back(name, tmp_path):
     assert logged_tables <= logged  # tables and plots
     artifacts = dict(summary["artifacts"])
     assert {"predictions.table.json"} <= set(next(v for k, v in artifacts.items() if k.endswith("-predictions")))
+    adapters = [v for k, v in artifacts.items() if k.endswith("-adapters")]
+    assert bool(adapters) == (trainer == "ppo")  # only when asked
+    if adapters:
+        assert {"student/adapter_config.json", "student/adapter_model.safetensors"} <= set(adapters[0])
     report = next(v for k, v in artifacts.items() if k.endswith("-report"))
     assert {"report.md", "metrics.json", "recipe.resolved.yaml"} <= set(report)
     assert planted in (root / "recipe.resolved.yaml").read_text()  # it did flow (the local recipe keeps it)

@@ -329,6 +329,7 @@ class TrackingSection(Strict):
     )
     project: str = "w2s-trl"
     entity: str | None = None
+    log_adapters: bool = Field(False, description="also send the trained LoRA adapters to W&B as model artifacts")
     eval_curves: bool | Literal["auto"] = Field(
         "auto", description="DPO/SimPO students and ceilings evaluated on test every logging_steps (eval_rewards/* "
         "curves; the reported numbers do not change). auto: true with a GPU, false on CPU, where it costs a test "

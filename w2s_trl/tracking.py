@@ -156,6 +156,8 @@ def log_summary(tracking: TrackingSection, run_name: str, metrics: dict, root: P
     run.summary["flags"] = "\n".join(metrics.get("flags", [])) or "none"
     if root is not None:
         _log_files(run, Path(root), run_name)
+        if tracking.log_adapters:
+            _log_adapters(run, Path(root), run_name)
     where = f"offline, {Path(run.dir).parent} (upload: wandb sync)" if run.offline else run.url
     run.finish()
     print(f"[w2s-trl] W&B summary run: {where}", flush=True)
@@ -190,6 +192,17 @@ def _log_files(run, root: Path, run_name: str) -> None:
                 (Path(tmp) / name).write_text(scrub((root / name).read_text()))
                 artifact.add_file(str(Path(tmp) / name))
         run.log_artifact(artifact)  # add_file staged a copy of each: the temporary folder may go
+
+
+def _log_adapters(run, root: Path, run_name: str) -> None:
+    """The trained LoRA adapters (student, ceiling: adapter weights, config, tokenizer files), one model artifact."""
+    import wandb
+
+    artifact = wandb.Artifact(f"{run_name.replace('/', '-')}-adapters", type="model")
+    for stage in ("student", "ceiling"):
+        if (root / stage / "adapter").is_dir():
+            artifact.add_dir(str(root / stage / "adapter"), name=stage)
+    run.log_artifact(artifact)
 
 
 def _cell(value):
