@@ -93,6 +93,8 @@ def test_public_ids_and_scrubbing():
     assert public_id("org/model") == "org/model"
     got = scrub({"align": {"args": {"beta": 0.1, "hub_token": "hf_x"}}, "note": "uses abc123secret"}, ["abc123secret"])
     assert got == {"align": {"args": {"beta": 0.1, "hub_token": REMOVED}}, "note": f"uses {REMOVED}"}
+    kept = {"max_new_tokens": 48, "keywords": ["knife"], "pad_token": "<pad>", "api_key": "k-123", "db_password": "p"}
+    assert scrub(kept, []) == {**kept, "api_key": REMOVED, "db_password": REMOVED}  # names, not substrings
 
 
 @pytest.mark.parametrize("template,message", [

@@ -30,7 +30,12 @@ PUBLIC_IDS = {
 # A name that holds a secret: ends in token / key / password / secret / credential(s) as a whole word ("hub_token",
 # "WANDB_API_KEY"), not a name that merely contains one ("max_new_tokens", "keywords", "TOKENIZERS_PARALLELISM").
 SECRET_NAME = re.compile(r"(^|[_\-.])(token|key|apikey|password|passwd|secret|credentials?)$", re.I)
+SPECIAL_TOKENS = {"pad_token", "eos_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token"}  # text
 REMOVED = "<removed: secret>"
+
+
+def is_secret_name(name: str) -> bool:
+    return SECRET_NAME.search(name) is not None and name.lower() not in SPECIAL_TOKENS
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json", "tokenizer.model")  # fmt: skip
@@ -59,7 +64,7 @@ def base_model_id(spec: str, override: str | None = None) -> str:
 
 def secret_values() -> list[str]:
     """Values of environment variables whose names look like secrets (long enough to be worth hiding)."""
-    return [v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 6]
+    return [v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 6]
 
 
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
@@ -67,7 +72,7 @@ def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     blanked wherever it appears in a string."""
     secrets = secret_values() if secrets is None else secrets
     if isinstance(value, dict):
-        return {k: REMOVED if SECRET_NAME.search(str(k)) and v not in (None, "", False) else scrub(v, secrets)
+        return {k: REMOVED if is_secret_name(str(k)) and v not in (None, "", False) else scrub(v, secrets)
                 for k, v in value.items()}  # fmt: skip
     if isinstance(value, list):
         return [scrub(v, secrets) for v in value]
