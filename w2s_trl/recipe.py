@@ -499,17 +499,16 @@ class Recipe(Strict):
     def _check_hub(self) -> None:
         from huggingface_hub.utils import validate_repo_id
 
-        from w2s_trl.hub import PushError, base_model_id
+        from w2s_trl.models import loadable_base_id
 
         if "ceiling" in self.hub.stages and not self.align.ceiling:
             raise ValueError("hub.stages has ceiling but align.ceiling is false: no ceiling adapter to push")
         if self.probe is not None:
             raise ValueError("hub.push pushes a run's student/ceiling adapters; a probe run has a sweep of students: "
                              "push one with `w2s-trl push` from its variant's folder, or turn hub.push off")  # fmt: skip
-        try:
-            base_model_id(self.strong.model, self.hub.base_model)  # a base others can load, or an error now
-        except PushError as e:
-            raise ValueError(str(e)) from None
+        if loadable_base_id(self.strong.model, self.hub.base_model) is None:  # a base others can load, or say so now
+            raise ValueError(f"the strong model '{self.strong.model}' has no hub id others could load the adapter "
+                             "onto: set hub.base_model to the hub id of the same weights")  # fmt: skip
         for stage in self.hub.stages:
             name = self.hub.repo_id.format(user="user", run=self.run.name, stage=stage)
             try:

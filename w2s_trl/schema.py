@@ -88,7 +88,7 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
             raise ValueError(f"'{key}' is set by w2s-trl from {OWNED_TRAINER_ARGS[key]}; remove it from args")
         if key in REFUSED_TRAINER_ARGS:
             raise ValueError(f"'{key}': {REFUSED_TRAINER_ARGS[key]}")
-        from w2s_trl.hub import is_secret_name
+        from w2s_trl.redact import is_secret_name
 
         if is_secret_name(key):  # a recipe is copied into the run directory, W&B and model cards
             raise ValueError(f"'{key}' looks like a secret, which does not belong in a recipe file: set it in the "

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from w2s_trl.recipe import TrackingSection
+from w2s_trl.redact import scrub
 
 
 def wandb_logged_in() -> bool:
@@ -33,8 +34,6 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, con
     if "wandb" not in tracking.report_to:
         return None
     if config is not None:
-        from w2s_trl.hub import scrub
-
         RUN_CONFIG.clear()
         RUN_CONFIG.update(scrub(config))
     os.environ.setdefault("WANDB_PROJECT", tracking.project)
@@ -139,8 +138,6 @@ def log_summary(tracking: TrackingSection, run_name: str, metrics: dict, root: P
         return None
     import wandb
 
-    from w2s_trl.hub import scrub
-
     run = wandb.init(name=f"{run_name}/summary", job_type="evaluate", reinit="finish_previous",
                      config=scrub(recipe) if recipe else None)  # fmt: skip
     flat = flat_metrics(metrics)
@@ -182,8 +179,6 @@ def _log_files(run, root: Path, run_name: str) -> None:
     if images:
         run.log({f"plots/{k}": v for k, v in images.items()})
     import tempfile
-
-    from w2s_trl.hub import scrub
 
     artifact = wandb.Artifact(f"{run_name.replace('/', '-')}-report", type="report")
     with tempfile.TemporaryDirectory() as tmp:  # copies with secrets removed (a command line can hold one)

@@ -72,9 +72,11 @@ class WeightedSum:
         self.funcs, self.weights, self.last = list(funcs), list(weights), {}
 
     def __call__(self, prompts, completions, **columns) -> list[float]:
-        parts = [f(prompts, completions, **columns) for f in self.funcs]
-        self.last = {f"rewards/{f.__name__}/mean": sum(p) / len(p) for f, p in zip(self.funcs, parts)}
-        return [sum(w * p[i] for w, p in zip(self.weights, parts)) for i in range(len(completions))]
+        from w2s_trl.rewards.multi_objective import aggregate
+
+        parts = {f.__name__: f(prompts, completions, **columns) for f in self.funcs}
+        self.last = {f"rewards/{name}/mean": sum(p) / len(p) for name, p in parts.items()}
+        return aggregate(parts, dict(zip(parts, self.weights)), "weighted_sum")
 
 
 def generation_length(tokenizer):
