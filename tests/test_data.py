@@ -97,10 +97,10 @@ def test_hub_loader_reads_a_dataset_folder_through_datasets(tmp_path):
 def test_unrecognised_record_names_the_row(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"question": "x", "answer": "y"}) + "\n")
-    with pytest.raises(DataError, match=r"no valid rows \(1 malformed\); first problem: row 0: unrecognised record with "
+    with pytest.raises(DataError, match=r"no valid rows \(1 malformed\); first problem: line 1: unrecognised record with "
                                         r"keys \['answer', 'question'\]"):  # fmt: skip
         load_source(str(path), 0, 0, [])
-    with pytest.raises(DataError, match=r"bad.jsonl row 0: unrecognised record(.|\n)*set it to 'skip'"):
+    with pytest.raises(DataError, match=r"bad.jsonl line 1: unrecognised record(.|\n)*set it to 'skip'"):
         load_source(str(path), 0, 0, [], on_invalid="error")
 
 
@@ -122,13 +122,76 @@ def test_malformed_rows_are_skipped_counted_and_named(tmp_path, capsys):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     loaded = load_source(str(path), 0, 0, [], hub_objective="helpful")
     assert len(loaded.rows) == 20 and loaded.invalid == len(MALFORMED) and loaded.duplicates == 1
-    assert loaded.invalid_examples[0].startswith("row 10: chosen and rejected transcripts differ before the final")
-    assert [e.split(":")[0] for e in loaded.invalid_examples] == [f"row {i}" for i in range(10, 15)]  # five named
-    assert loaded.invalid_examples[1] == ("row 11: missing field 'rejected' (fields present: chosen); a preference row "
+    assert loaded.invalid_examples[0].startswith("line 11: chosen and rejected transcripts differ before the final")
+    assert [e.split(":")[0] for e in loaded.invalid_examples] == [f"line {i}" for i in range(11, 16)]  # five named
+    assert loaded.invalid_examples[1] == ("line 12: missing field 'rejected' (fields present: chosen); a preference row "
                                           "needs prompt/chosen/rejected, or chosen/rejected transcripts")  # fmt: skip
     assert "skipped 6 malformed rows" in capsys.readouterr().out
-    with pytest.raises(DataError, match=r"mixed.jsonl row 10: chosen and rejected transcripts differ"):
+    with pytest.raises(DataError, match=r"mixed.jsonl line 11: chosen and rejected transcripts differ"):
         load_source(str(path), 0, 0, [], on_invalid="error")
+
+
+ROW_SHAPES = [  # (JSONL line, what the skip reason says): shapes seen in real exports and fuzzing
+    ('{"prompt": "hi", "chosen": "a", "rejected": ', "not valid JSON (column 45"),
+    ("[1, 2]", "expected a mapping, got list"),
+    ("null", "expected a mapping, got NoneType"),
+    ("7", "expected a mapping, got int"),
+    (json.dumps({"prompt": "hi", "chosen": [{"role": "assistant", "content": 3}], "rejected": "b"}), "content is int"),
+    (json.dumps({"prompt": "hi", "chosen": [{"role": "assistant", "content": None}], "rejected": "b"}), "NoneType"),
+    (json.dumps({"prompt": "hi", "chosen": [{"role": "bogus", "content": "a"}], "rejected": "b"}), "role 'bogus'"),
+    (json.dumps({"prompt": "hi", "chosen": [], "rejected": "b"}), "an empty list"),
+    (json.dumps(dict(PKU, safer_response_id=5)), "safer_response_id must be 0 or 1, got 5"),
+    (json.dumps(dict(PKU, safer_response_id=-1)), "safer_response_id must be 0 or 1, got -1"),
+    (json.dumps(dict(PKU, safer_response_id="x")), "safer_response_id must be 0 or 1, got 'x'"),
+    (json.dumps({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                 "rejected": [{"role": "user", "content": "other q"}, {"role": "assistant", "content": "b"}]}),
+     "no prompt"),  # implicit prompt rows that share no first turn
+]
+
+
+@pytest.mark.parametrize("line, reason", ROW_SHAPES, ids=[r for _, r in ROW_SHAPES])
+def test_each_malformed_shape_is_skipped_with_its_line_number(tmp_path, line, reason):
+    path = tmp_path / "shapes.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n\n" + line + "\n")
+    loaded = load_source(str(path), 0, 0, [])
+    assert loaded.invalid == 1 and len(loaded.rows) == 1
+    assert loaded.invalid_examples[0].startswith("line 3: ") and reason in loaded.invalid_examples[0]
+
+
+def test_implicit_prompt_rows_do_not_double_the_user_turn(tmp_path):
+    """alignment-handbook style (UltraFeedback binarized): a `prompt` string and whole conversations as chosen and
+    rejected; and TRL's implicit-prompt format (no prompt column). Both load as prompt = the shared turns."""
+    conv = lambda answer: [{"role": "user", "content": "Sky colour?"}, {"role": "assistant", "content": answer}]  # noqa: E731
+    path = tmp_path / "implicit.jsonl"
+    path.write_text(json.dumps({"prompt": "Sky colour?", "chosen": conv("Blue."), "rejected": conv("Green.")}) + "\n"
+                    + json.dumps({"chosen": conv("It is blue."), "rejected": conv("It is red.")}) + "\n")
+    a, b = load_source(str(path), 0, 0, []).rows
+    assert a["prompt"] == b["prompt"] == [{"role": "user", "content": "Sky colour?"}]
+    assert a["chosen"] == [{"role": "assistant", "content": "Blue."}] and b["rejected"][0]["content"] == "It is red."
+
+
+def test_rows_sharing_an_id_with_different_content_are_an_error(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    path.write_text("".join(json.dumps({"id": "same", "prompt": f"q{i}", "chosen": "a", "rejected": "b"}) + "\n"
+                            for i in range(3)))  # fmt: skip
+    with pytest.raises(DataError, match="two rows share the id 'same' but differ"):
+        load_source(str(path), 0, 0, [])
+
+
+def test_a_mixture_takes_trl_fractions_of_each_dataset(tmp_path):
+    """TRL's get_dataset rule: shares 0.75/0.25 of sizes 6 and 6 -> total min(6/0.75, 6/0.25) = 8 -> 6 and 2 rows."""
+    paths = []
+    for name in ("a", "b"):
+        paths.append(tmp_path / f"{name}.jsonl")
+        paths[-1].write_text("".join(json.dumps({"prompt": f"{name}{i}", "chosen": "y", "rejected": "n"}) + "\n"
+                                     for i in range(6)))  # fmt: skip
+    rows = load_source("", 0, 0, [], datasets=[{"path": str(paths[0]), "fraction": 0.75},
+                                              {"path": str(paths[1]), "fraction": 0.25, "objective": "helpful"}]).rows
+    assert [r["prompt"][0]["content"] for r in rows] == ["a0", "a1", "a2", "a3", "a4", "a5", "b0", "b1"]
+    assert {r["objective"] for r in rows[6:]} == {"helpful"}
+    # the json builder with data_files (TRL's DatasetConfig fields), the same rows
+    both = load_source("", 0, 0, [], datasets=[{"path": "json", "data_files": [str(p) for p in paths]}]).rows
+    assert len(both) == 12
 
 
 def test_rows_of_one_group_share_a_split():

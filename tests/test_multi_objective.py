@@ -156,7 +156,7 @@ def test_hub_subsets_are_read_per_objective_and_pku_rows_know_both(monkeypatch):
 
     calls = []
 
-    def fake_hub(dataset_id, split, name=None, data_dir=None):
+    def fake_hub(dataset_id, split, name=None, data_dir=None, data_files=None, columns=None):
         calls.append((dataset_id, split, name, data_dir))
         text = "harm" if data_dir == "harmless-base" else "help"
         return [{"chosen": f"\n\nHuman: {text} q\n\nAssistant: good", "rejected": f"\n\nHuman: {text} q\n\nAssistant: bad"}]

@@ -285,6 +285,31 @@ def test_config_flag_and_console_script_agree(tmp_path):
     assert (run_dir(tmp_path, RECIPES[0]) / "data" / "test.jsonl").exists()
 
 
+def test_a_dataset_mixture_feeds_the_data_stage(tmp_path):
+    """`data.datasets` (TRL's DatasetConfig list): a local JSONL read directly and a json builder over data_files,
+    tagged with their objectives; editing a file's contents makes the data stage recompute."""
+    import json
+
+    files = {}
+    for name, objective in (("help", "helpful"), ("harm", "harmless")):
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({"prompt": f"{name} question {i}?", "chosen": f"good {i}",
+                                                   "rejected": f"bad {i}"}) + "\n" for i in range(60)))  # fmt: skip
+    mixture = json.dumps([{"path": str(files["help"]), "objective": "helpful"},
+                          {"path": "json", "data_files": [str(files["harm"])], "objective": "harmless"}])
+    args = [str(RECIPES[0]), "--smoke", f"run.output_dir={tmp_path}", f"data.datasets={mixture}", "tracking.report_to=[]",
+            "--stop-after", "data"]  # fmt: skip
+    assert train_main(args) == 0
+    data_dir = run_dir(tmp_path, RECIPES[0]) / "data"
+    rows = [json.loads(x) for s in ("weak_train", "w2s_train", "test") for x in (data_dir / f"{s}.jsonl").read_text().splitlines()]
+    assert {r["objective"] for r in rows} == {"helpful", "harmless"}
+    assert all(r["prompt"][0]["content"].startswith("help" if r["objective"] == "helpful" else "harm") for r in rows)
+    before = (data_dir / "stage.json").read_text()
+    files["help"].write_text(files["help"].read_text().replace("good 1\"", "better 1\""))
+    assert train_main(args) == 0
+    assert (data_dir / "stage.json").read_text() != before  # recomputed for the new bytes
+
+
 def test_long_multi_turn_rows_are_cut_never_tied_never_dropped_silently(tmp_path):
     """Real-data shapes: prompts of hundreds of tokens against short max_lengths. Every stage cuts prompts from the
     left and counts it; no pair becomes a tie (a right-truncating scorer would cut both responses away and tie); no

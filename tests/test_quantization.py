@@ -53,3 +53,33 @@ def test_tiny_model_loads_in_8bit_and_still_scores(tiny_lm):
     assert lp8 == pytest.approx(lp32, rel=0.1)
     with pytest.raises(ValueError, match="load_in_4bit and load_in_8bit are both true"):
         QuantizationSection(load_in_4bit=True, load_in_8bit=True)
+
+
+@pytest.mark.parametrize("trainer", ["dpo", "simpo"])
+def test_a_quantized_model_is_prepared_for_kbit_training_exactly_once(tmp_path, monkeypatch, trainer):
+    """TRL's CPOTrainer (SimPO) runs peft's prepare_model_for_kbit_training itself, DPOTrainer does not: one call
+    either way."""
+    import peft
+    import trl.experimental.cpo.cpo_trainer as cpo
+
+    from w2s_trl.align import make_trainer
+    from w2s_trl.recipe import load_recipe
+    from w2s_trl.testbed import generate_testbed
+
+    calls = []
+    real = peft.prepare_model_for_kbit_training
+
+    def counted(model, *args, **kwargs):
+        calls.append(type(model).__name__)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", counted)
+    monkeypatch.setattr(cpo, "prepare_model_for_kbit_training", counted)
+    from pathlib import Path
+
+    recipe_file = "simpo_density_ratio.yaml" if trainer == "simpo" else "dpo_weak_rm.yaml"
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / recipe_file, smoke=True,
+                         overrides=["strong.quantization.load_in_4bit=true", "strong.quantization.compute_dtype=float32"])
+    rows = generate_testbed(size=8, seed=0, objectives=["helpful"])
+    make_trainer(recipe, rows, str(tmp_path), "q", max_length=256)
+    assert len(calls) == 1

@@ -109,6 +109,17 @@ BAD_RECIPES = [
                                                      r["evaluate"].update(region_reference="base")),
      r"align\.args: GRPOConfig rejected these arguments: generation_batch_size \(8\) must be divisible by "
      r"num_generations \(3\)"),
+    ("datasets_or_source_not_both", lambda r: r["data"].update(source="x.jsonl", datasets=[{"path": "y.jsonl"}]),
+     r"data: .*set either `source` \(with hub_name/hub_data_dir\) or `datasets`, not both: source is 'x.jsonl'"),
+    ("mixture_fractions_all_or_none", lambda r: r["data"].update(datasets=[{"path": "a", "fraction": 0.5}, {"path": "b"}]),
+     r"`fraction` must be set for every entry of `datasets` or for none \(set on 1 of 2\)"),
+    ("empty_source", lambda r: r["data"].update(source=""), r"data\.source: String should have at least 1 character"),
+    ("chat_template_must_parse", lambda r: r["strong"].update(chat_template="{% for m in messages %}{{ m.content }"),
+     r"strong\.chat_template: .*the template does not parse \(line 1: unexpected '}'\)"),
+    ("chat_template_file_must_exist", lambda r: r["strong"].update(chat_template="templates/none.jinja"),
+     r"strong\.chat_template: .*neither Jinja text .* nor a readable template file"),
+    ("chat_template_must_read_messages", lambda r: r["strong"].update(chat_template="{{ 'hello' }}"),
+     r"strong\.chat_template: .*never reads `messages`"),
     ("split_fractions_must_sum_to_one", lambda r: r["data"].update(fractions={"weak_train": 0.5, "w2s_train": 0.5, "test": 0.5}),
      "must sum to 1, got 1.5"),
 ]
@@ -292,3 +303,16 @@ def test_trl_style_flags_through_the_cli(tmp_path):
     (path,) = tmp_path.glob("*/recipe.resolved.yaml")  # an override given after --smoke wins: run.name is "cli"
     resolved = yaml.safe_load(path.read_text())
     assert resolved["align"]["args"]["beta"] == 0.3 and resolved["run"]["name"] == "cli"
+
+
+def test_chat_template_override_reaches_the_strong_tokenizer(tmp_path):
+    """A house template (file path) replaces the tokenizer's own wherever the strong model's text is rendered."""
+    from w2s_trl.align import load_strong_base
+
+    template = tmp_path / "house.jinja"
+    template.write_text("{% for m in messages %}<<{{ m.role }}>>{{ m.content }}\n{% endfor %}")
+    path = write_recipe(tmp_path, lambda r: r["strong"].update(model="tiny:causal-lm", chat_template=str(template)))
+    _, tok = load_strong_base(load_recipe(path))
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                                   tokenize=False)  # fmt: skip
+    assert text == "<<user>>hi\n<<assistant>>yo\n"

@@ -237,3 +237,23 @@ def test_confidence_trainer_trains_on_soft_labels_and_refuses_accumulation(tmp_p
     alphas = [e["confidence/alpha"] for e in trainer.state.log_history if "confidence/alpha" in e]
     assert alphas == [0.0, 0.5]  # 2 steps, warm-up over the first half: 0 at step 0, alpha_max from step 1
     assert "confidence/threshold" in logged_keys(trainer)
+
+
+@pytest.mark.parametrize("targets", [["q_proj"], ["q_proj", "v_proj"], "all-linear"])
+def test_lora_config_is_trls_and_one_target_module_still_matches(tmp_path, targets):
+    """TRL's get_peft_config builds the LoRA config; its ModelConfig collapses ['q_proj'] to the regex 'q_proj',
+    which PEFT full-matches against 'model.layers.0.self_attn.q_proj' (nothing): w2s-trl keeps the list."""
+    from peft import get_peft_model
+
+    from w2s_trl.align import lora_config
+    from w2s_trl.models import load_causal_lm
+    from w2s_trl.recipe import Recipe
+
+    recipe = Recipe.model_validate({"run": {"name": "x"}, "strong": {"model": "tiny:causal-lm", "lora": {
+        "r": 4, "target_modules": targets, "use_rslora": True}}, "weak": {"reward": {"type": "gold"}}})
+    config = lora_config(recipe)
+    assert config.use_rslora and config.r == 4 and config.bias == "none"
+    model = get_peft_model(load_causal_lm("tiny:causal-lm"), config)
+    names = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if "lora_A" in n}
+    assert names == ({"q_proj"} if targets == ["q_proj"] else {"q_proj", "v_proj"} if len(targets) == 2 else
+                     {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})

@@ -20,25 +20,33 @@ PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def lora_config(recipe: Recipe):
-    from peft import LoraConfig
+    """TRL's `get_peft_config` of the strong section (bias none, task CAUSAL_LM, rsLoRA/DoRA when asked)."""
+    from trl import get_peft_config
+
+    from w2s_trl.models import trl_model_config
 
     lora = recipe.strong.lora
-    return LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
+    config = get_peft_config(trl_model_config(recipe.strong.quantization, lora))
+    if isinstance(lora.target_modules, list):  # ModelConfig turns a one-item list into a string, which PEFT reads as
+        config.target_modules = set(lora.target_modules)  # a regex on the full module path: matches nothing
+    return config
 
 
-def load_strong_base(recipe: Recipe):
+# trainers that run peft's prepare_model_for_kbit_training on a quantized model themselves (TRL's CPOTrainer does;
+# DPO, GRPO and RLOO in TRL 1.x do not): w2s-trl prepares the model for the others only, never twice
+PREPARES_KBIT = ("simpo",)
+
+
+def load_strong_base(recipe: Recipe, prepare: bool = True):
     from w2s_trl.models import load_causal_lm, load_tokenizer
 
     strong = recipe.strong
     model = load_causal_lm(strong.model, strong.quantization, strong.trust_remote_code)
-    if strong.quantization.quantized:
+    if strong.quantization.quantized and prepare:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return model, load_tokenizer(strong.model, strong.trust_remote_code)
+    return model, load_tokenizer(strong.model, strong.trust_remote_code, chat_template=strong.chat_template)
 
 
 # SimPO (TRL's CPO trainer) adds a BOS and an EOS token around what the chat template renders
@@ -83,7 +91,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 
     set_seed(recipe.run.seed)  # LoRA weights are initialised when the trainer wraps the model, before its own seeding
     if model is None:
-        model, tokenizer = load_strong_base(recipe)
+        model, tokenizer = load_strong_base(recipe, prepare=recipe.align.trainer not in PREPARES_KBIT)
     rows, count = fit_training_rows(recipe, rows, tokenizer, max_length, stage)
     count.report()
     args = recipe.align.trl_args(max_length)

@@ -56,11 +56,18 @@ def from_hh_raw(record: dict, where: str) -> dict:
 PKU_KEYS = {"helpful": "better_response_id", "harmless": "safer_response_id"}
 
 
+def _response_id(record: dict, key: str) -> int:
+    value = record[key]
+    if value not in (0, 1) or isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{key} must be 0 or 1, got {repr(value)[:30]}")
+    return int(value)
+
+
 def from_pku_saferlhf(record: dict, objective: str) -> dict:
-    best = int(record[PKU_KEYS[objective]])
+    best = _response_id(record, PKU_KEYS[objective])
     responses = [record["response_0"], record["response_1"]]
     # both ground truths, relative to this row's chosen: +1 the objective prefers chosen, -1 it prefers rejected
-    preferences = {obj: 1 if int(record[key]) == best else -1 for obj, key in PKU_KEYS.items() if key in record}
+    preferences = {obj: 1 if _response_id(record, key) == best else -1 for obj, key in PKU_KEYS.items() if key in record}
     return {
         "prompt": [{"role": "user", "content": record["prompt"]}],
         "chosen": [{"role": "assistant", "content": responses[best]}],
@@ -71,12 +78,24 @@ def from_pku_saferlhf(record: dict, objective: str) -> dict:
     }
 
 
+ROLES = ("system", "user", "assistant", "tool")
+
+
 def _as_messages(value, role: str) -> list[dict[str, str]]:
+    """A string (one message of `role`) or a non-empty list of {role, content} messages with a known role and text
+    content; anything else raises TypeError naming what was found."""
     if isinstance(value, str):
         return [{"role": role, "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value):
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-    raise TypeError(type(value).__name__)
+    if not isinstance(value, list) or not value:
+        raise TypeError("an empty list" if isinstance(value, list) else type(value).__name__)
+    for m in value:
+        if not isinstance(m, dict) or not {"role", "content"} <= set(m):
+            raise TypeError(f"a message without role/content ({str(m)[:60]})")
+        if m["role"] not in ROLES:
+            raise TypeError(f"a message with role {str(m['role'])[:30]!r} (allowed: {', '.join(ROLES)})")
+        if not isinstance(m["content"], str):
+            raise TypeError(f"a {m['role']} message whose content is {type(m['content']).__name__}, not text")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def normalize_record(record: dict, where: str, hub_objective: str = "harmless", objective: str | None = None) -> dict:
@@ -100,19 +119,13 @@ def _normalize(record: dict, where: str, hub_objective: str) -> dict:
         row = from_pku_saferlhf(record, hub_objective)
     elif "prompt" not in record and isinstance(record.get("chosen"), str) and "\n\nHuman:" in record["chosen"]:
         row = from_hh_raw(record, where)
-    elif {"prompt", "chosen", "rejected"} <= set(record):
-        try:
-            row = {
-                "prompt": _as_messages(record["prompt"], "user"),
-                "chosen": _as_messages(record["chosen"], "assistant"),
-                "rejected": _as_messages(record["rejected"], "assistant"),
-            }
-        except TypeError as e:
-            raise DataError(f"{where}: prompt/chosen/rejected must be strings or lists of {{role, content}}, got {e}")
+    elif {"chosen", "rejected"} <= set(record) and ("prompt" in record or _conversational(record)):
+        row = split_prompt(record, where)
     else:
         raise DataError(
             f"{where}: unrecognised record with keys {sorted(record)}; expected TRL preference columns "
-            "{prompt, chosen, rejected}, Anthropic HH {chosen, rejected} transcripts, or PKU-SafeRLHF columns"
+            "{prompt, chosen, rejected} (or conversational chosen/rejected with the prompt inside), Anthropic HH "
+            "{chosen, rejected} transcripts, or PKU-SafeRLHF columns"
         )
     check_row(row, where)
     for key in ("objective", "category", "subtlety"):
@@ -121,6 +134,41 @@ def _normalize(record: dict, where: str, hub_objective: str) -> dict:
     # rows that share a prompt share a split (several pairs per prompt, as in UltraFeedback); a source may group more
     row["group"] = str(record["group"]) if "group" in record else prompt_group(row["prompt"])
     return row
+
+
+def _conversational(record: dict) -> bool:
+    return all(isinstance(record[k], list) and record[k] and isinstance(record[k][0], dict) for k in ("chosen", "rejected"))
+
+
+def split_prompt(record: dict, where: str) -> dict:
+    """TRL's preference formats -> prompt messages + one final assistant message per side. Implicit-prompt rows
+    (chosen/rejected are whole conversations, alignment-handbook style, with or without a `prompt` column that
+    repeats the first user turn) go through `trl.extract_prompt`: the shared prefix of the two conversations is the
+    prompt, so the user turn is never doubled. What is left of each side must be one assistant message."""
+    from trl.data_utils import extract_prompt
+
+    try:
+        chosen = _as_messages(record["chosen"], "assistant")
+        rejected = _as_messages(record["rejected"], "assistant")
+        prompt = _as_messages(record["prompt"], "user") if "prompt" in record else []
+    except TypeError as e:
+        raise DataError(f"{where}: prompt/chosen/rejected must be strings or lists of {{role, content}}, got {e}")
+    if chosen == rejected:
+        raise DataError(f"{where}: chosen and rejected are identical")
+    if len(chosen) > 1 or len(rejected) > 1 or chosen[0]["role"] != "assistant":  # the prompt is (also) inside
+        if prompt and chosen[: len(prompt)] == prompt and rejected[: len(prompt)] == prompt:
+            chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]
+        elif prompt and chosen[:1] == rejected[:1] and chosen[:1] and chosen[0]["role"] != "assistant":
+            prompt = []  # a prompt column that repeats the conversation's first turn (UltraFeedback binarized)
+        extracted = extract_prompt({"chosen": prompt + chosen, "rejected": prompt + rejected})
+        prompt, chosen, rejected = extracted["prompt"], extracted["chosen"], extracted["rejected"]
+    if not prompt:
+        raise DataError(f"{where}: no prompt: the row needs a `prompt`, or chosen/rejected conversations that start "
+                        "with the same user turn")
+    if len(chosen) != 1 or len(rejected) != 1:
+        raise DataError(f"{where}: chosen and rejected differ before their final assistant turn "
+                        f"({len(chosen)} and {len(rejected)} differing messages); a pair may differ in its last turn only")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
 def check_row(row: dict, where: str) -> None:
@@ -146,32 +194,66 @@ def content_id(row: dict) -> str:
 # Loading
 
 
-def read_local_file(path: Path) -> list[dict]:
+MAX_FILE_BYTES = 2 * 1024**3  # a data file larger than this is read through `datasets` (data.datasets[].data_files)
+
+
+def read_local_file(path: Path) -> list[tuple[str, object]]:
+    """(where, record) per record of a local file, `where` 1-based ("line 11" of a JSONL file, "row 3" of the rest).
+    A JSONL line that is not JSON becomes a DataError in place of its record, so one bad line is skipped and counted
+    like any malformed row instead of failing the file (and is reported with its own line number)."""
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".parquet"):
+        raise DataError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
     try:
-        if suffix == ".jsonl":
-            lines = path.read_text().splitlines()
-            return [json.loads(line) for line in lines if line.strip()]
-        if suffix == ".json":
-            data = json.loads(path.read_text())
-            return data if isinstance(data, list) else data.get("data") or data.get("rows") or [data]
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size / 1024**3:.1f} GiB is too large to read at once; list it "
+                            "under data.datasets with data_files so `datasets` reads it in chunks")
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            return pq.read_table(path).to_pylist()
-    except (json.JSONDecodeError, OSError) as e:
-        raise DataError(f"{path}: cannot read as {suffix[1:]}: {e}") from None
-    raise DataError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
+            return [(f"row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for a file that is not parquet
+        raise DataError(f"{path}: cannot read as parquet: {type(e).__name__}: {e}") from None
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise DataError(f"{path}: not valid JSON: {e}") from None
+        if isinstance(data, dict):
+            data = data.get("data") or data.get("rows") or [data]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a list of records (or {{\"data\": [...]}}), got {type(data).__name__}")
+        return [(f"row {i}", r) for i, r in enumerate(data, 1)]
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"line {i}", json.loads(line)))
+            except (json.JSONDecodeError, RecursionError) as e:
+                msg = f"column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                out.append((f"line {i}", DataError(f"not valid JSON ({msg})")))
+    return out
 
 
-def read_hub_dataset(dataset_id: str, split: str, name: str | None = None, data_dir: str | None = None) -> list[dict]:
+def read_hub_dataset(dataset_id: str, split: str, name: str | None = None, data_dir: str | None = None,
+                     data_files=None, columns: list[str] | None = None) -> list[dict]:  # fmt: skip
+    """A dataset through `datasets.load_dataset` (hub id, saved repo folder, or a builder such as `json`/`parquet`
+    with `data_files`), the same call as TRL's `get_dataset`; `columns` selects columns like TRL's DatasetConfig."""
     import datasets
 
     try:
-        ds = datasets.load_dataset(dataset_id, name, split=split, data_dir=data_dir)
+        ds = datasets.load_dataset(dataset_id, name, split=split, data_dir=data_dir, data_files=data_files)
+        if columns:
+            ds = ds.select_columns(columns)
     except Exception as e:  # noqa: BLE001 - datasets raises many types; the user needs the id and the cause
-        where = "".join(f", {k} '{v}'" for k, v in (("name", name), ("data_dir", data_dir)) if v)
-        raise DataError(f"data.source '{dataset_id}' (split '{split}'{where}): cannot load from the hub: {e}") from None
+        where = "".join(f", {k} '{v}'" for k, v in (("name", name), ("data_dir", data_dir), ("data_files", data_files))
+                        if v)  # fmt: skip
+        raise DataError(f"data source '{dataset_id}' (split '{split}'{where}): cannot load: {e}") from None
     return ds.to_list()
 
 
@@ -181,7 +263,7 @@ class Loaded:
 
     rows: list[dict]
     invalid: int = 0
-    invalid_examples: list[str] = field(default_factory=list)  # "row 17: why"
+    invalid_examples: list[str] = field(default_factory=list)  # "line 17: why"
     duplicates: int = 0
 
     def summary(self) -> dict:
@@ -189,55 +271,94 @@ class Loaded:
                 "duplicates": self.duplicates}  # fmt: skip
 
 
+def single_source(source: str, hub_split: str = "train", hub_name: str | None = None,
+                  hub_data_dir: str | dict[str, str] | None = None, objectives: Iterable[str] = ()) -> list[dict]:  # fmt: skip
+    """`data.source` with its hub_* fields as entries of `data.datasets` (TRL's DatasetConfig fields + objective): a
+    data_dir mapping is one entry per objective (HH-RLHF: {harmless: harmless-base, helpful: helpful-base})."""
+    if isinstance(hub_data_dir, dict):
+        return [{"path": source, "name": hub_name, "data_dir": d, "split": hub_split, "objective": obj}
+                for obj, d in hub_data_dir.items() if obj in set(objectives)]  # fmt: skip
+    return [{"path": source, "name": hub_name, "data_dir": hub_data_dir, "split": hub_split}]
+
+
+def read_entry(entry: dict) -> list[tuple[str, object]]:
+    """(where, record) of one `data.datasets` entry: a local file directly (line numbers, malformed lines counted),
+    anything else (hub id, saved repo folder, builder + data_files) through `datasets.load_dataset`."""
+    path = Path(entry["path"])
+    if path.is_file() and not entry.get("data_files"):
+        records = read_local_file(path)
+        if entry.get("columns"):
+            keep = entry["columns"]
+            records = [(w, {k: r[k] for k in keep if k in r} if isinstance(r, dict) else r) for w, r in records]
+        return records
+    rows = read_hub_dataset(entry["path"], entry.get("split") or "train", entry.get("name"), entry.get("data_dir"),
+                            entry.get("data_files"), entry.get("columns"))  # fmt: skip
+    return [(f"row {i}", r) for i, r in enumerate(rows, 1)]
+
+
+def mixture_counts(sizes: list[int], fractions: list[float]) -> list[int]:
+    """TRL's `get_dataset` rule for `fraction`: shares normalised to one, the mixture as large as it can be without
+    oversampling any dataset; each dataset keeps its first round(share * total) rows."""
+    weights = [f / sum(fractions) for f in fractions]
+    total = min(n / w for n, w in zip(sizes, weights) if w > 0)
+    return [min(n, round(w * total)) for n, w in zip(sizes, weights)]
+
+
 def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[str] = ("helpful", "harmless"),
                 hub_split: str = "train", hub_objective: str = "harmless", on_invalid: str = "skip",
                 testbed_options=None, hub_name: str | None = None,
-                hub_data_dir: str | dict[str, str] | None = None) -> Loaded:  # fmt: skip
-    """All valid rows of a source, ids unique. A malformed row is skipped and counted (`on_invalid: skip`, with a few
-    named in the log) or stops the load (`error`); a source with no valid row is always an error."""
-    if source == "testbed:hh":
+                hub_data_dir: str | dict[str, str] | None = None, datasets: list[dict] | None = None) -> Loaded:  # fmt: skip
+    """All valid rows of a source (or of the mixture `datasets`: entries with TRL's DatasetConfig fields and an
+    optional `objective`), ids unique. A malformed row is skipped and counted (`on_invalid: skip`, with a few named
+    in the log) or stops the load (`error`); a source with no valid row is always an error, and so are two rows that
+    share an id but not their content."""
+    if not datasets and source == "testbed:hh":
         from w2s_trl.testbed import generate_testbed
 
         rows = generate_testbed(size=size, seed=seed, objectives=list(objectives), options=testbed_options)
         return Loaded(attach_preferences(rows))
-    path = Path(source)
-    # a file is read directly; a folder (a saved hub dataset repo) or an id goes through `datasets`; a data_dir
-    # mapping reads one subset per objective (HH-RLHF: {harmless: harmless-base, helpful: helpful-base})
-    if path.is_file():
-        parts = [(None, read_local_file(path))]
-    elif isinstance(hub_data_dir, dict):
-        parts = [(obj, read_hub_dataset(source, hub_split, hub_name, d)) for obj, d in hub_data_dir.items()
-                 if obj in set(objectives)]  # fmt: skip
-    else:
-        parts = [(None, read_hub_dataset(source, hub_split, hub_name, hub_data_dir))]
-    records = [(obj, i, record) for obj, part in parts for i, record in enumerate(part)]
-    out, seen = Loaded([]), set()
-    for objective, i, record in records:
-        where = f"{source} row {i}" + (f" ({objective})" if objective else "")
-        try:
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
-            row = normalize_record(record, where, hub_objective, objective)
-        except DataError as e:
-            if on_invalid == "error":
-                raise DataError(f"{e} (data.on_invalid is 'error'; set it to 'skip' to skip and count such rows)") from None
-            out.invalid += 1
-            if len(out.invalid_examples) < 5:
-                out.invalid_examples.append(str(e).removeprefix(f"{source} "))
-            continue
+    entries = datasets or single_source(source, hub_split, hub_name, hub_data_dir, objectives)
+    label = source if not datasets else "data.datasets"
+    out, parts = Loaded([]), []
+    for n, entry in enumerate(entries):
+        name = entry["path"] + (f" ({entry['objective']})" if entry.get("objective") else "")
+        part = []
+        for where, record in read_entry(entry):
+            where = f"{name} {where}"
+            try:
+                if isinstance(record, DataError):
+                    raise DataError(f"{where}: {record}")
+                if not isinstance(record, dict):
+                    raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
+                part.append(normalize_record(record, where, hub_objective, entry.get("objective")))
+            except DataError as e:
+                if on_invalid == "error":
+                    raise DataError(f"{e} (data.on_invalid is 'error'; set it to 'skip' to skip and count such rows)") from None
+                out.invalid += 1
+                if len(out.invalid_examples) < 5:
+                    out.invalid_examples.append(str(e).removeprefix(f"{source} ") if not datasets else str(e))
+        parts.append(part)
+    if datasets and any(e.get("fraction") is not None for e in datasets):
+        parts = [part[:k] for part, k in zip(parts, mixture_counts([len(p) for p in parts], [e["fraction"] for e in datasets]))]
+    seen: dict[str, str] = {}
+    for row in (row for part in parts for row in part):
+        content = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
         if row["id"] in seen:
+            if seen[row["id"]] != content:
+                raise DataError(f"{label}: two rows share the id '{row['id'][:80]}' but differ in prompt, chosen or "
+                                "rejected; give them distinct ids (or drop the `id` field to derive one from content)")
             out.duplicates += 1
             continue
-        seen.add(row["id"])
+        seen[row["id"]] = content
         out.rows.append(row)
     attach_preferences(out.rows)
     if not out.rows:
         first = f"; first problem: {out.invalid_examples[0]}" if out.invalid_examples else ""
-        raise DataError(f"data.source '{source}': no valid rows ({out.invalid} malformed){first}")
+        raise DataError(f"{label}: no valid rows ({out.invalid} malformed){first}")
     if out.invalid:
         share = out.invalid / (out.invalid + len(out.rows) + out.duplicates)
         loud = "WARNING: " if share > 0.10 else ""
-        print(f"[w2s-trl] data: {loud}skipped {out.invalid} malformed rows of {source} ({share:.1%}), e.g. "
+        print(f"[w2s-trl] data: {loud}skipped {out.invalid} malformed rows of {label} ({share:.1%}), e.g. "
               + "; ".join(out.invalid_examples[:3]), flush=True)  # fmt: skip
     return out
 

@@ -266,29 +266,47 @@ def spec_limit(spec: str, trust_remote_code: bool = False) -> int | None:
     return config_limit(AutoConfig.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code))
 
 
-def load_tokenizer(spec: str, trust_remote_code: bool = False, padding_side: str = "right"):
+def read_chat_template(value: str) -> str:
+    """`strong.chat_template`: Jinja text, or the path of a .jinja file holding it."""
+    if "{{" in value or "{%" in value:
+        return value
+    return Path(value).read_text(encoding="utf-8")
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False, padding_side: str = "right",
+                   chat_template: str | None = None):  # fmt: skip
+    """The model's tokenizer, with a pad token (EOS when it has none) and, when given, `chat_template` (Jinja text or
+    a .jinja path) in place of the one it ships with, as TRL's scripts do with `--chat_template_path`."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code)
+    if chat_template:
+        tok.chat_template = read_chat_template(chat_template)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
     return tok
 
 
-def bnb_config(q: "QuantizationSection"):
-    import torch
-    from transformers import BitsAndBytesConfig
+def trl_model_config(q: "QuantizationSection", lora: "LoraSection | None" = None):
+    """The strong section as TRL's `ModelConfig`, so TRL's own helpers build the bitsandbytes and LoRA configs (the
+    same semantics as `trl dpo --load_in_4bit --use_peft ...`; 4-bit compute in `compute_dtype`, TRL's `dtype`)."""
+    from trl import ModelConfig
 
-    if q.load_in_8bit:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=q.quant_type,
-        bnb_4bit_use_double_quant=q.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
-        bnb_4bit_quant_storage=getattr(torch, q.quant_storage),
-    )
+    fields = dict(dtype=q.compute_dtype, load_in_4bit=q.load_in_4bit, load_in_8bit=q.load_in_8bit,
+                  bnb_4bit_quant_type=q.quant_type, use_bnb_nested_quant=q.double_quant,
+                  bnb_4bit_quant_storage=q.quant_storage, use_peft=lora is not None)  # fmt: skip
+    if lora is not None:
+        fields.update(lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_task_type="CAUSAL_LM",
+                      lora_target_modules=lora.target_modules, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
+                      lora_modules_to_save=lora.modules_to_save)  # fmt: skip
+    return ModelConfig(**fields)
+
+
+def bnb_config(q: "QuantizationSection"):
+    from trl import get_quantization_config
+
+    return get_quantization_config(trl_model_config(q))
 
 
 def process_device():

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from w2s_trl.models import is_hub_spec
+from w2s_trl.models import is_hub_spec, read_chat_template
 from w2s_trl.recipe import Recipe, dump_recipe
 from w2s_trl.rundir import RunDir, StageWork, write_json_atomic, write_text_atomic
 
@@ -60,7 +60,7 @@ def configure_environment(recipe: Recipe) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     specs = [recipe.strong.model, *recipe.weak.reward.model_specs(), *probe_model_specs(recipe)]
-    needs_hub = any(is_hub_spec(s) for s in specs) or is_hub_spec(recipe.data.source) and recipe.data.source != "testbed:hh"
+    needs_hub = any(is_hub_spec(s) for s in specs) or bool(recipe.data.hub_ids())
     offline = recipe.run.offline == "on" or (recipe.run.offline == "auto" and not needs_hub)
     if offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,7 +132,7 @@ def data_lengths(r: Recipe, splits: dict[str, list[dict]]) -> tuple[dict, dict]:
     settings = {"strong": (r.align.max_length_setting(), "w2s_train")}
     settings.update({key: (spec.max_length, "weak_train") for key, spec in sized_reward_models(r).items()})
     for name, (spec, kind, trust) in length_tokenizers(r).items():
-        tok = load_tokenizer(spec, trust)
+        tok = load_tokenizer(spec, trust, chat_template=r.strong.chat_template if name == "strong" else None)
         lengths[name] = {split: length_stats(rows, tok, kind) for split, rows in splits.items()}
         setting, split = settings[name]
         limit = spec_limit(spec, trust)
@@ -219,8 +219,9 @@ def data_inputs(run: Run) -> dict:
     r = run.r
     return {
         "data": r.data.model_dump(),
-        "source_digest": source_digest(r.data.source),
+        "source_digest": [source_digest(p) for p in r.data.local_paths()],
         "tokenizers": {k: v[0] for k, v in length_tokenizers(r).items()},
+        "chat_template": r.strong.chat_template and read_chat_template(r.strong.chat_template),
         "max_length": {"strong": r.align.max_length_setting(),
                        **{k: s.max_length for k, s in sized_reward_models(r).items()}},
     }  # fmt: skip
@@ -231,7 +232,8 @@ def compute_data(run: Run, work: StageWork) -> dict:
 
     d, r = run.r.data, run.r
     loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
-                         d.testbed.options(), d.hub_name, d.hub_data_dir)  # fmt: skip
+                         d.testbed.options(), d.hub_name, d.hub_data_dir,
+                         [e.model_dump() for e in d.datasets] if d.datasets else None)  # fmt: skip
     splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
     for name, split in splits.items():
         write_jsonl(work.out / f"{name}.jsonl", split)

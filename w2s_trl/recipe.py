@@ -122,8 +122,33 @@ class TestbedSection(Strict):
         return TestbedOptions(**self.model_dump())
 
 
+LOCAL_BUILDERS = ("json", "parquet", "csv", "text", "arrow")  # `datasets` builders that read data_files
+
+
+class DatasetEntry(Strict):
+    """One dataset of a mixture: TRL's DatasetConfig fields (the arguments of `datasets.load_dataset`), plus the
+    objective its rows measure when the rows do not say."""
+
+    path: str = Field(min_length=1, description="a hub id, a local file or saved dataset folder, or a builder "
+                      "(json, parquet, csv) with data_files")
+    name: str | None = Field(None, description="the dataset's configuration name")
+    data_dir: str | None = None
+    data_files: Union[str, list[str], dict[str, Union[str, list[str]]], None] = None
+    split: str = "train"
+    columns: list[str] | None = Field(None, description="columns to keep (the rest are dropped before parsing)")
+    fraction: float | None = Field(None, gt=0, description="share of this dataset in the mixture (TRL's rule: the "
+                                   "largest mixture that oversamples none; set for all entries or none)")
+    objective: Literal["helpful", "harmless"] | None = Field(
+        None, description="the objective of rows that carry none (an HH-RLHF subset: helpful-base is helpful)"
+    )
+
+
 class DataSection(Strict):
-    source: str = Field("testbed:hh", description="testbed:hh, a local JSON/JSONL/parquet file, or a hub dataset id")
+    source: str = Field("testbed:hh", min_length=1,
+                        description="testbed:hh, a local JSON/JSONL/parquet file, or a hub dataset id")
+    datasets: list[DatasetEntry] | None = Field(
+        None, min_length=1, description="a mixture instead of `source` (TRL's `datasets:` list: path, name, "
+        "data_dir, data_files, split, columns, fraction; and objective)")
     seed: int = Field(0, description="generates testbed:hh and salts the split; separate from run.seed (training)")
     size: int = Field(1200, gt=0, description="testbed:hh only: number of generated pairs before splitting")
     objectives: list[Literal["helpful", "harmless"]] = Field(["helpful", "harmless"], min_length=1)
@@ -143,12 +168,48 @@ class DataSection(Strict):
     fractions: SplitFractions = Field(default_factory=SplitFractions)
     max_rows: SplitLimits = Field(default_factory=SplitLimits)
 
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSection":
+        if self.datasets:
+            if self.source != "testbed:hh" or self.hub_name or self.hub_data_dir:
+                raise ValueError("set either `source` (with hub_name/hub_data_dir) or `datasets`, not both: "
+                                 f"source is '{self.source}'")
+            given = [d.fraction is not None for d in self.datasets]
+            if any(given) and not all(given):
+                raise ValueError("`fraction` must be set for every entry of `datasets` or for none "
+                                 f"(set on {sum(given)} of {len(given)})")
+        return self
+
+    def hub_ids(self) -> list[str]:
+        """The dataset ids read from the hub (neither the testbed, a local path nor a builder with local files)."""
+        from w2s_trl.models import is_hub_spec
+
+        if not self.datasets:
+            return [self.source] if self.source != "testbed:hh" and is_hub_spec(self.source) else []
+        return [d.path for d in self.datasets if d.path not in LOCAL_BUILDERS and is_hub_spec(d.path)]
+
+    def local_paths(self) -> list[str]:
+        """Local files and folders the data is read from (their contents key the cached data stage)."""
+        if not self.datasets:
+            return [self.source]
+        out = []
+        for d in self.datasets:
+            files = d.data_files
+            files = [files] if isinstance(files, str) else list(files.values()) if isinstance(files, dict) else files or []
+            out += [d.path, *(f for group in files for f in ([group] if isinstance(group, str) else group))]
+        return out
+
 
 class LoraSection(Strict):
     r: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: Union[list[str], Literal["all-linear"]] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    target_modules: Union[Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)], Literal["all-linear"]] = [
+        "q_proj", "k_proj", "v_proj", "o_proj"]  # fmt: skip
+    use_rslora: bool = Field(False, description="rank-stabilised scaling alpha/sqrt(r) (TRL's --use_rslora)")
+    use_dora: bool = Field(False, description="weight-decomposed LoRA (TRL's --use_dora); slower per step")
+    modules_to_save: list[str] | None = Field(None, description="modules trained in full and saved beside the "
+                                              "adapter (e.g. lm_head when tokens were added)")
 
 
 class QuantizationSection(Strict):
@@ -176,6 +237,9 @@ class QuantizationSection(Strict):
 class StrongSection(Strict):
     model: str = Field(description="model spec: hub id, local path, embedded:smollm2-135m-instruct, tiny:causal-lm")
     trust_remote_code: bool = False
+    chat_template: str | None = Field(
+        None, min_length=1, description="Jinja chat template (inline, or a .jinja file path) replacing the "
+        "tokenizer's own: a base model without one, or a house format (TRL's --chat_template_path)")
     lora: LoraSection = Field(default_factory=LoraSection)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection)
 
@@ -183,6 +247,27 @@ class StrongSection(Strict):
     @classmethod
     def _check_model(cls, v: str) -> str:
         return check_model_spec(v, kind="causal")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _check_template(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from w2s_trl.models import read_chat_template
+
+        try:
+            text = read_chat_template(v)
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"neither Jinja text (no '{{{{' or '{{%') nor a readable template file: {e}") from None
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(text)
+        except jinja2.TemplateSyntaxError as e:
+            raise ValueError(f"the template does not parse (line {e.lineno}: {e.message})") from None
+        if "messages" not in text:
+            raise ValueError("the template never reads `messages`, so every conversation would render the same")
+        return v
 
 
 class WeakSection(Strict):
@@ -778,9 +863,10 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
     """The same pipeline on tiny local models and tiny splits: minutes -> seconds, no download."""
     r = recipe.model_copy(deep=True)
     r.run.name = f"{r.run.name}-smoke"
-    if r.data.source != "testbed:hh" and not Path(r.data.source).exists():  # a hub dataset: no download in a smoke run
-        print(f"[w2s-trl] smoke: data.source '{r.data.source}' is a hub dataset; using testbed:hh instead", flush=True)
-        r.data.source, r.data.hub_data_dir, r.data.hub_name = "testbed:hh", None, None
+    if r.data.hub_ids():  # a hub dataset: no download in a smoke run
+        print(f"[w2s-trl] smoke: the data names hub datasets ({', '.join(r.data.hub_ids())}); using testbed:hh "
+              "instead", flush=True)  # fmt: skip
+        r.data.source, r.data.hub_data_dir, r.data.hub_name, r.data.datasets = "testbed:hh", None, None, None
         r.data.objectives = ["helpful", "harmless"] if r.probe is not None else r.data.objectives
     r.data.size = min(r.data.size, 120)
     r.data.max_rows = SplitLimits(weak_train=32, w2s_train=16, test=16)
