@@ -363,6 +363,28 @@ def test_student_deception_by_value():
     assert d["gap"]["value"] == pytest.approx(0.5 - 0.0)  # err(U_w&K_s) = 1/2, err(K_w&K_s) = 0/1
 
 
+def test_tensorboard_and_trackio_runs_read_back(tmp_path):
+    """report_to's other TRL backends: TensorBoard events kept in each trained stage's folder, trackio's database in
+    the run directory under tracking.project, both holding the trainers' loss curves."""
+    import sqlite3
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TRACKIO_DIR", "TENSORBOARD_LOGGING_DIR")}
+    out = subprocess.run([sys.executable, "-m", "w2s_trl.train", str(RECIPES[0]), "--smoke", f"run.output_dir={tmp_path}",
+                          "tracking.report_to=[tensorboard, trackio]", "tracking.project=tb-check",
+                          "--stop-after", "student"], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = run_dir(tmp_path, RECIPES[0])
+    for stage, tag in (("weak", "train/accuracy"), ("student", "train/loss")):
+        events = EventAccumulator(str(root / stage / "tensorboard"))
+        events.Reload()
+        assert [e.step for e in events.Scalars(tag)] == ([2] if stage == "weak" else [1, 2])
+    db = sqlite3.connect(root / "trackio" / "tb-check.db")
+    runs = dict(db.execute("select run_name, count(*) from metrics group by run_name").fetchall())
+    assert runs == {"dpo_weak_rm-smoke/weak": 1, "dpo_weak_rm-smoke/student": 3}  # student: 2 steps + the summary
+
+
 def test_a_resumed_stage_continues_its_wandb_run(tmp_path, monkeypatch):
     import wandb
 

@@ -118,7 +118,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
         eval_dataset = Dataset.from_list([{k: get(r) for k, get in columns.items()} for r in eval_rows])
         args = {"eval_strategy": "steps", **args}  # eval_steps: logging_steps unless the recipe sets it
     config = build_trl_config(recipe.align.trainer, args, output_dir, recipe.run.seed, recipe.tracking.report_to,
-                              run_name)  # fmt: skip
+                              run_name, recipe.tracking.project)  # fmt: skip
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
 
     Trainer = trainer_class(recipe.align.trainer, conflict_alpha)
@@ -240,7 +240,7 @@ def _train_trl_online(recipe: Recipe, model, tok, prompts, funcs, weights, work:
     if "wandb" in recipe.tracking.report_to:
         args.setdefault("log_completions", True)  # a table of prompts, completions and rewards per logging step
     config = build_trl_config(recipe.align.trainer, args, str(work.checkpoints), recipe.run.seed,
-                              recipe.tracking.report_to, run_name)  # fmt: skip
+                              recipe.tracking.report_to, run_name, recipe.tracking.project)  # fmt: skip
     dataset = Dataset.from_list([{"prompt": p["prompt"]} for p in prompts])
     trainer = trainer_class(recipe.align.trainer)(model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
                                                   processing_class=tok, peft_config=lora_config(recipe))  # fmt: skip

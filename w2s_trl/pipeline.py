@@ -262,7 +262,7 @@ def compute_weak(run: Run, work: StageWork) -> dict:
         sub = StageWork(out=work.out / folder, checkpoints=work.checkpoints / folder)
         sub.out.mkdir(parents=True, exist_ok=True)
         out[key] = train_reward_model(spec, rows, sub, run.r.run.seed, run.report_to, f"{run.r.run.name}/{key}",
-                                      run.max_length[key])  # fmt: skip
+                                      run.max_length[key], project=run.r.tracking.project)  # fmt: skip
     return out["weak"] if list(out) == ["weak"] else {"models": out, "truncation": _merged_truncation(out)}
 
 

@@ -30,7 +30,11 @@ RUN_CONFIG: dict = {}
 
 
 def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, config: dict | None = None) -> str | None:
-    """Set the W&B environment for every trainer of the run; returns the mode ('online'/'offline') or None."""
+    """Set the W&B environment for every trainer of the run; returns the mode ('online'/'offline') or None. trackio
+    keeps its database in the run directory (`trackio/`, before anything imports trackio: it reads TRACKIO_DIR once),
+    not in the user's cache: `trackio show --project <tracking.project>` with TRACKIO_DIR set to it."""
+    if "trackio" in tracking.report_to:
+        os.environ.setdefault("TRACKIO_DIR", str(run_root / "trackio"))
     if "wandb" not in tracking.report_to:
         return None
     if config is not None:

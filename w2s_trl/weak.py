@@ -40,7 +40,7 @@ DEFAULTS = {"gt_label": 1, "p_w": 1.0}  # a ground-truth row: chosen is the GT c
 
 def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork, seed: int, report_to: list[str],
                        run_name: str, max_length: int, conflict_alpha: float = 0.0,
-                       confidence: dict | None = None) -> dict:  # fmt: skip
+                       confidence: dict | None = None, project: str = "w2s-trl") -> dict:  # fmt: skip
     """Train, save to `work.out/model`, and return what stage.json should record. `conflict_alpha` adds the explicit
     conflict term (rows carry gt_label); `confidence` ({alpha_max, warmup_frac}) trains a reward-model student on the
     rows' soft weak labels p_w with the auxiliary confidence loss instead of Bradley-Terry."""
@@ -62,7 +62,7 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
         raise W2SError(f"{run_name}: no reward-model training rows: all {len(rows)} lost to max_length {max_length} "
                        "(a response alone longer than the window; ids above); raise the reward spec's max_length")
     config = build_trl_config("reward", {**spec.train, "max_length": max_length}, str(work.checkpoints), seed,
-                              report_to, run_name)  # fmt: skip
+                              report_to, run_name, project)  # fmt: skip
     Trainer = trainer_class("reward", conflict_alpha, confidence=bool(confidence))
     trainer = Trainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tok,
                       **trainer_kwargs(conflict_alpha, confidence))  # fmt: skip
