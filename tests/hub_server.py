@@ -5,6 +5,7 @@ file is accepted as a "regular" (inline base64) upload, so no LFS server is need
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +40,12 @@ def make_handler(state: HubState):
         def do_GET(self):  # noqa: N802
             state.requests.append(("GET", self.path, dict(self.headers)))
             parts = self.path.split("?")[0].split("/")  # /api/models/{org}/{name}[/revision/{rev}]: repo info
+            if len(parts) >= 7 and parts[:3] == ["", "api", "models"] and parts[5] == "tree":  # list_repo_files
+                repo = state.repos.get(f"{parts[3]}/{parts[4]}")
+                if repo is None:
+                    return self._reply(404, {"error": "Repository not found"})
+                return self._reply(200, [{"type": "file", "path": f, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                                         for f, data in sorted(repo["files"].items())])  # fmt: skip
             if len(parts) >= 5 and parts[:3] == ["", "api", "models"]:
                 repo_id = f"{parts[3]}/{parts[4]}"
                 if repo_id not in state.repos:
@@ -81,6 +88,8 @@ def make_handler(state: HubState):
                     if item["key"] == "file":
                         value = item["value"]
                         repo["files"][value["path"]] = base64.b64decode(value["content"])
+                    elif item["key"] == "deletedFile":
+                        repo["files"].pop(item["value"]["path"], None)
                 repo["commits"].append(next(x["value"] for x in lines if x["key"] == "header"))
                 return self._reply(200, {"commitUrl": f"http://{self.headers['Host']}/{repo_id}/commit/{'0' * 40}",
                                          "commitOid": "0" * 40})  # fmt: skip
