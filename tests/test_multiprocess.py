@@ -23,11 +23,12 @@ def files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] not in skip}
 
 
-def run(out: Path, processes: int) -> Path:
+def run(out: Path, processes: int, recipe: Path = RECIPE) -> Path:
     per_device = GLOBAL_BATCH // processes
-    args = [str(RECIPE), "--smoke", f"run.output_dir={out}", "tracking.report_to=[]",
-            f"align.args.per_device_train_batch_size={per_device}",
-            f"weak.reward.train.per_device_train_batch_size={per_device}"]  # fmt: skip
+    args = [str(recipe), "--smoke", f"run.output_dir={out}", "tracking.report_to=[]"]
+    if recipe == RECIPE:
+        args += [f"align.args.per_device_train_batch_size={per_device}",
+                 f"weak.reward.train.per_device_train_batch_size={per_device}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if processes == 1:
         cmd = [sys.executable, str(REPO / "w2s_trl" / "train.py"), *args]
@@ -37,7 +38,7 @@ def run(out: Path, processes: int) -> Path:
                *args]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return out / "dpo_weak_rm-smoke"
+    return out / f"{recipe.stem}-smoke"
 
 
 def test_two_processes_agree_with_one(tmp_path):
@@ -66,3 +67,15 @@ def test_two_processes_agree_with_one(tmp_path):
         scale = max(abs(v) for v in a) or 1.0
         worst = max(abs(x - y) for x, y in zip(a, b)) / scale
         assert worst < MARGIN_TOLERANCE, f"{key}: largest relative difference {worst:.4f}"
+
+
+def test_online_rl_runs_on_two_processes(tmp_path):
+    """GRPO (sampling inside training, rewards from two objectives) under two processes: it finishes with the same
+    outputs and optimizer steps as one process. Completions are sampled per process, so weights are not compared."""
+    recipe = REPO / "recipes" / "grpo_multi_objective.yaml"
+    one, two = run(tmp_path / "one", 1, recipe), run(tmp_path / "two", 2, recipe)
+    assert files(two) == files(one)
+    steps = [json.loads((r / "student" / "stage.json").read_text())["global_step"] for r in (one, two)]
+    assert steps[0] == steps[1] == 2
+    m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (one, two))
+    assert m1["n_test"] == m2["n_test"] and m2["online"]["prompts"] == m1["online"]["prompts"]
