@@ -87,8 +87,6 @@ BAD_RECIPES = [
      r"align\.args: 'push_to_hub': a trainer would push its checkpoints folder"),
     ("hub_token_never_in_a_recipe", lambda r: r["align"]["args"].update(hub_token="hf_abc"),
      r"'hub_token': a secret does not belong in a recipe file .* set HF_TOKEN in the environment"),
-    ("report_to_needs_its_package", lambda r: r["tracking"].update(report_to=["wandb", "trackio"]),
-     r"tracking\.report_to: .*trackio is not installed: pip install trackio, or remove it"),
     ("report_to_values", lambda r: r["tracking"].update(report_to=["comet"]),
      r"tracking\.report_to\.0: Input should be 'wandb', 'tensorboard' or 'trackio'"),
     ("online_rl_has_no_ceiling", lambda r: r["align"].update(trainer="grpo", args={"max_steps": 2}),
@@ -316,3 +314,13 @@ def test_chat_template_override_reaches_the_strong_tokenizer(tmp_path):
     text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
                                    tokenize=False)  # fmt: skip
     assert text == "<<user>>hi\n<<assistant>>yo\n"
+
+
+def test_report_to_needs_its_package(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trackio" else real(name, *a))
+    path = write_recipe(tmp_path, lambda r: r["tracking"].update(report_to=["wandb", "trackio"]))
+    with pytest.raises(RecipeError, match=r"tracking\.report_to: .*trackio is not installed: pip install trackio"):
+        load_recipe(path)

@@ -19,10 +19,11 @@ def train_parser(prog: str = "w2s-trl train") -> argparse.ArgumentParser:
 
     p.add_argument("--stop-after", choices=STAGE_NAMES,
                    help="stop once this stage is complete (a later run resumes from there)")  # fmt: skip
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return p
 
 
-OWN_FLAGS = {"--config", "--smoke", "--stop-after", "--help", "-h"}
+OWN_FLAGS = {"--config", "--smoke", "--stop-after", "--debug", "--help", "-h"}
 
 
 def trainer_flags(argv: list[str]) -> list[str]:
@@ -65,13 +66,37 @@ def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> in
     from w2s_trl.pipeline import run_pipeline
     from w2s_trl.recipe import load_recipe
 
+    return guarded(lambda: run_pipeline(load_recipe(recipe_path, overrides, smoke=args.smoke), stop_after=args.stop_after),
+                   args.debug)
+
+
+def guarded(work, debug: bool = False) -> int:
+    """Run `work`; a user error (W2SError) or a file system failure prints one line and exits 2, anything else one line
+    and exit 1, with the traceback only under --debug. Completed stages stay complete either way: a stage is marked
+    done only after it has written everything."""
     try:
-        recipe = load_recipe(recipe_path, overrides, smoke=args.smoke)
-        run_pipeline(recipe, stop_after=args.stop_after)
+        result = work()
     except W2SError as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e} (a read-only or full disk? the stage that failed is not marked "
+              "complete; completed stages are kept)", file=sys.stderr)  # fmt: skip
+        return 2
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - one readable line; the traceback is one flag away
+        if debug:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {str(e)[:500]} (a w2s-trl bug or an input it does not check "
+              "yet: rerun with --debug for the traceback and report it)", file=sys.stderr)  # fmt: skip
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 def push_main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from w2s_trl.models import is_hub_spec, read_chat_template
+from w2s_trl.redact import scrub
 from w2s_trl.recipe import Recipe, dump_recipe
 from w2s_trl.rundir import RunDir, StageWork, write_json_atomic, write_text_atomic
 
@@ -497,7 +498,7 @@ def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
     metrics["runtime_s"] = {s: rd.record(s)["runtime_s"] for s in STAGE_NAMES if rd.record(s)}
     metrics["cached_stages"] = rd.skipped
     metrics["versions"] = package_versions()
-    metrics["run"] = {"name": r.run.name, "seed": r.run.seed, "command": " ".join(sys.argv)}
+    metrics["run"] = {"name": r.run.name, "seed": r.run.seed, "command": scrub(" ".join(sys.argv))}
     write_json_atomic(rd.root / "metrics.json", metrics)
     write_text_atomic(rd.root / "report.md", render_report(r.run.name, metrics))
     log_summary(r.tracking, r.run.name, metrics, rd.root, r.model_dump(mode="json"))

@@ -56,10 +56,36 @@ REWARD_TAGS: dict[str, type[BaseModel]] = {name: kind.spec for name, kind in REW
 # Recipe sections
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/boot", "/etc", "/bin", "/sbin", "/usr", "/lib", "/lib64")
+
+
 class RunSection(Strict):
-    name: str = Field(description="run folder name under output_dir")
-    output_dir: str = Field("runs", description="parent folder of run directories")
-    seed: int = 0
+    name: str = Field(description="run folder name under output_dir: letters, digits, _ . + = -, at most 80 "
+                      "characters, not starting with a dot or dash")
+    output_dir: str = Field("runs", min_length=1, description="parent folder of run directories")
+    seed: int = Field(0, ge=0, lt=2**32, description="training seed (torch, numpy, python, TRL)")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not RUN_NAME.fullmatch(v) or len(v) > 80:
+            shown = v.encode("unicode_escape").decode("ascii")[:60]
+            raise ValueError(f"'{shown}' is not a plain folder name: use letters, digits and _ . + = - (at most 80, "
+                             "no path separators, not starting with a dot or dash), e.g. dpo_weak_rm-seed1")
+        return v
+
+    @field_validator("output_dir")
+    @classmethod
+    def _writable_place(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("contains a NUL character")
+        resolved = Path(v).expanduser().resolve()
+        if any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
+            raise ValueError(f"'{v}' is a system folder ({resolved}); runs go to a folder of your own, e.g. runs")
+        if resolved.exists() and not resolved.is_dir():
+            raise ValueError(f"'{v}' exists and is not a folder")
+        return v
     offline: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: HF_HUB_OFFLINE=1 when no model or dataset field names a hub id"
     )
@@ -701,24 +727,45 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _is_str_field(annotation: Any) -> bool:
+    """A field whose values are text only (str, a Literal of strings, optionally None): an override keeps its text
+    as given, so `run.offline=on` stays 'on' instead of YAML 1.1's boolean."""
     if annotation is str:
         return True
+    if typing.get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args == [str]
+        return len(args) == 1 and _is_str_field(args[0])
     return False
 
 
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, where: str = "value") -> Any:
     """YAML, except that a number in exponent form stays a number: YAML 1.1 reads `1e-4` as the string '1e-4', which
-    a learning rate must not be."""
-    value = yaml.safe_load(text)
+    a learning rate must not be. Text that is not valid (safe) YAML is a RecipeError naming `where`."""
+    try:
+        value = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except RecursionError:
+        raise RecipeError(f"{where}: nested too deeply") from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{where}: '{_short(text)}' is not a valid YAML value ({_yaml_problem(e)}); quote text, "
+                          "write lists as [a, b] and mappings as {k: v}") from None  # fmt: skip
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
         return float(value)
     return value
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = text.encode("unicode_escape").decode("ascii")  # newlines, NULs and surrogates shown, never printed raw
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _yaml_problem(e: Exception) -> str:
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
 def apply_override(raw: dict, override: str, source: str = "command line") -> None:
@@ -740,7 +787,7 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
             annotation = model.model_fields[part].annotation
         if last:
             keep_string = annotation is not None and _is_str_field(annotation)
-            node[part] = value_text if keep_string else parse_value(value_text)
+            node[part] = value_text if keep_string else parse_value(value_text, f"{source}: override '{_short(key)}'")
             return
         child = node.get(part)
         if child is None:
@@ -782,7 +829,13 @@ def resolve_reward_raw(value: Any, anchor: Path, where: str) -> Any:
     """A reward given as a file name -> the file's validated contents; an inline mapping -> its file fields made
     absolute. Recursive: a multi-objective reward's objectives may name files too."""
     if isinstance(value, str):
+        if not value.strip():
+            raise RecipeError(f"{anchor}: {where}: empty; name a reward specification file (reward/*.yaml) or give "
+                              "the reward inline as a mapping")  # fmt: skip
         spec_path = find_relative(value, anchor)
+        if spec_path is not None and spec_path.is_dir():
+            raise RecipeError(f"{anchor}: {where}: '{value}' is a directory; name a reward specification file "
+                              "(reward/*.yaml) in it")  # fmt: skip
         if spec_path is None:
             raise RecipeError(f"{anchor}: {where}: file '{value}' not found "
                               f"(looked next to the recipe, in its parent and in the current directory)")  # fmt: skip
@@ -800,20 +853,74 @@ def find_relative(name: str, anchor: Path) -> Path | None:
     return None
 
 
-def read_yaml(path: Path) -> dict:
+MAX_YAML_BYTES = 1024**2  # a recipe or reward spec is a few KB; a bigger file is a mistake (a data file?)
+MAX_YAML_DEPTH = 24
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Safe YAML where a key given twice in one mapping is an error naming both lines (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{_short(str(key))}' given twice (lines {first} and {key_node.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)  # fmt: skip
+        return super().construct_mapping(node, deep)
+
+
+def read_text_file(path: Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> str:
+    """A UTF-8 text file, or a RecipeError that says what is wrong with the path or its bytes."""
+    if str(path) in ("", "."):
+        raise RecipeError(f"{what}: the path is empty; give a {what} file")
     if not path.exists():
         raise RecipeError(f"{path}: file not found")
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a directory; give a {what} file (.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise RecipeError(f"{path}: {size:,} bytes is too large for a {what} (at most {max_bytes:,})")
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+    return depth - 1
+
+
+def read_yaml(path: Path, what: str = "recipe") -> dict:
+    text = read_text_file(path, what)
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        raise RecipeError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
+    if _depth(data) > MAX_YAML_DEPTH:
+        raise RecipeError(f"{path}: nested {_depth(data)} levels deep; a {what} has at most {MAX_YAML_DEPTH}")
     return data
 
 
 def load_reward_spec_raw(path: Path) -> dict:
-    data = resolve_reward_raw(read_yaml(path), path, "reward")
+    data = resolve_reward_raw(read_yaml(path, "reward specification"), path, "reward")
     try:
         reward_spec_adapter().validate_python(data)
     except ValidationError as e:

@@ -57,12 +57,38 @@ class StageWork:
         return None
 
 
+MARKER = ".w2s-trl-run"  # in every run directory: w2s-trl writes (and deletes stage folders) only where it finds one
+
+
+def claim_run_dir(root: Path) -> None:
+    """Create the run directory, or accept an existing one that w2s-trl made (its marker, or a run made before markers
+    existed: recipe.resolved.yaml); never write into a folder of the user's (`run.output_dir=. run.name=data` would
+    otherwise replace files in ./data)."""
+    from w2s_trl.errors import W2SError
+
+    try:
+        if root.exists() and not (root / MARKER).exists():
+            if not root.is_dir():
+                raise W2SError(f"{root}: exists and is not a folder; choose another run.name or run.output_dir")
+            entries = sorted(p.name for p in root.iterdir())
+            if entries and "recipe.resolved.yaml" not in entries:
+                raise W2SError(f"{root}: exists and is not a w2s-trl run directory (no {MARKER}; it holds "
+                               f"{', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''}); w2s-trl never writes "
+                               "into a folder it did not create: choose another run.name or run.output_dir")  # fmt: skip
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MARKER).write_text("w2s-trl run directory: stage folders here are created and replaced by w2s-trl\n")
+    except OSError as e:
+        raise W2SError(f"{root}: cannot create the run directory ({e.strerror or e}); check run.output_dir") from None
+
+
 class RunDir:
     def __init__(self, root: Path, is_main: bool = True, barrier: Callable[[], None] = lambda: None):
         self.root = Path(root)
         self.is_main = is_main
         self.barrier = barrier
-        self.root.mkdir(parents=True, exist_ok=True)
+        if is_main:
+            claim_run_dir(self.root)
+        barrier()
         self.ran: list[str] = []
         self.skipped: list[str] = []
 

@@ -36,11 +36,39 @@ REFUSED_TRAINER_ARGS = {
     "hub_private_repo": _HUB,
     "hub_token": "a secret does not belong in a recipe file (it would be copied into the run directory): set HF_TOKEN "
                  "in the environment or run `hf auth login`",
+    "deepspeed": "DeepSpeed is configured through accelerate, not a trainer argument: accelerate launch --config_file "
+                 "recipes/accelerate/deepspeed_zero3.yaml w2s_trl/train.py RECIPE",
 }
+
+# Ranges where one is obvious: (low, high, low inclusive, what it means). A value outside is refused at load instead
+# of training the wrong thing for minutes (beta -1 inverts DPO and still "finishes").
+_POS = (0, None, False, "positive")
+_NONNEG = (0, None, True, "zero or more")
+_COUNT = (1, None, True, "1 or more")
+VALUE_RANGES: dict[str, tuple] = {
+    "learning_rate": _POS, "num_train_epochs": _POS, "logging_steps": _POS, "save_steps": _POS, "eval_steps": _POS,
+    "per_device_train_batch_size": _COUNT, "per_device_eval_batch_size": _COUNT, "gradient_accumulation_steps": _COUNT,
+    "max_length": _COUNT, "max_prompt_length": _COUNT, "max_completion_length": _COUNT, "num_generations": _COUNT,
+    "save_total_limit": _COUNT, "generation_batch_size": _COUNT, "steps_per_generation": _COUNT,
+    "warmup_steps": _NONNEG, "weight_decay": _NONNEG, "max_grad_norm": _NONNEG, "dataloader_num_workers": _NONNEG,
+    "temperature": _POS, "top_p": (0, 1, False, "in (0, 1]"), "warmup_ratio": (0, 1, True, "in [0, 1]"),
+    "label_smoothing": (0, 0.5, True, "in [0, 0.5]"), "simpo_gamma": _NONNEG, "cpo_alpha": _NONNEG,
+    "max_steps": _COUNT, "total_steps": _COUNT, "batch_size": _COUNT, "minibatch_size": _COUNT, "ppo_epochs": _COUNT,
+    "kl_coef": _NONNEG, "cliprange": _POS, "vf_coef": _NONNEG,
+}  # fmt: skip
+# beta scales the preference margin in DPO/SimPO (<= 0 inverts or erases it); in GRPO/RLOO it is a KL weight (0: none)
+BETA_RANGE = {"dpo": _POS, "simpo": _POS, "grpo": _NONNEG, "rloo": _NONNEG}
+KNOWN_VALUES: dict[tuple[str, str], tuple[str, ...]] = {  # enum-like fields TRL checks only once training starts
+    ("dpo", "loss_type"): ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                           "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"),
+    ("grpo", "loss_type"): ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo"),
+}  # fmt: skip
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Unknown keys are errors; NaN and infinite floats are refused everywhere."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -98,21 +126,93 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"unknown {cls.__name__} argument '{key}'{hint} (see the {cls.__module__}.{cls.__name__} docs)")
     checked = {k: v for k, v in args.items() if not (k == "max_length" and v == "auto")}  # w2s-trl resolves auto
+    for key, value in checked.items():
+        check_value(cls, trainer, key, value)
     if trainer in ONLINE_TRAINERS:
         checked.pop("max_length", None)
     if trainer == "ppo":  # the project's own settings, not a TrainingArguments
         try:
             cls(**checked)
-        except (TypeError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever the config raises is a rejected value
             raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
         return args
     try:
         # use_cpu: validation must not depend on this machine's devices
         with _no_device_state():
             cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **checked})
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{cls.__name__} rejected these arguments: {e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever the config raises is a rejected value
+        raise ValueError(f"{cls.__name__} rejected these arguments: {type(e).__name__}: {e}" if not isinstance(
+            e, (TypeError, ValueError)) else f"{cls.__name__} rejected these arguments: {e}") from None  # fmt: skip
     return args
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve is not checked by type
+        return {}
+
+
+@functools.cache
+def _adapter(annotation: Any):
+    from pydantic import TypeAdapter
+
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # noqa: BLE001 - a type pydantic cannot check (a TRL class): left to the config itself
+        return None
+
+
+def check_value(cls: type, trainer: str, key: str, value: Any) -> None:
+    """One trainer argument against its config field: the field's type (its annotation, through pydantic), a finite
+    number, the obvious range, a known value for enum-like fields. Errors name the key, the value and what is
+    allowed."""
+    import math
+
+    from pydantic import ValidationError
+
+    annotation = _field_types(cls).get(key)
+    adapter = _adapter(annotation) if annotation is not None else None
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+    if adapter is not None:
+        import typing
+
+        if isinstance(value, str) and typing.get_origin(annotation) is list:
+            value = [value]  # TRL's configs take one string for a list field (loss_type: sigmoid)
+        try:
+            adapter.validate_python(value)
+        except ValidationError as e:
+            what = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+            raise ValueError(f"'{key}': {shown} is not a valid {what} ({e.errors()[0]['msg']})") from None
+        except Exception:  # noqa: BLE001 - the type check itself failed: leave it to the config
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = None
+    else:
+        number = value
+    if isinstance(value, str) and annotation in (float, int):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"'{key}': {shown} is not a finite number")
+    rule = BETA_RANGE.get(trainer) if key == "beta" else VALUE_RANGES.get(key)
+    if rule is not None and number is not None and not (key == "max_steps" and number == -1):
+        low, high, inclusive, meaning = rule
+        if (number < low or (number == low and not inclusive)) or (high is not None and number > high):
+            raise ValueError(f"'{key}': {shown} is out of range; it must be {meaning}")
+    known = KNOWN_VALUES.get((trainer, key))
+    if known is not None:
+        given = value if isinstance(value, list) else [value]  # (a string became [string] above)
+        bad = [v for v in given if v not in known]
+        if bad:
+            close = difflib.get_close_matches(str(bad[0]), known, n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"'{key}': {bad[0]!r} is not one of {', '.join(known)}{hint}")
 
 
 @contextlib.contextmanager

@@ -53,8 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="write the summary (and per-pair scores) to this JSON file")
     p.add_argument("--size", type=int, default=1200, help="testbed:hh only: pairs generated before splitting")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     a = p.parse_args(argv)
+    if a.size <= 0:
+        p.error(f"--size {a.size}: must be 1 or more (pairs generated for testbed:hh)")
+    if a.limit is not None and a.limit <= 0:
+        p.error(f"--limit {a.limit}: must be 1 or more (omit it to score every pair)")
+    if a.out:  # checked before minutes of scoring, not after
+        out = Path(a.out)
+        if out.is_dir() or not out.parent.is_dir():
+            p.error(f"--out {a.out}: " + ("is a directory; give a file name, e.g. scores.json" if out.is_dir() else
+                                          f"folder {out.parent} does not exist"))
+    if a.split is not None and not a.split.strip():
+        p.error("--split is empty")
+    from w2s_trl.cli import guarded
 
+    return guarded(lambda: _score(a), a.debug) if not a.debug else _score(a)
+
+
+def _score(a) -> int:
     from w2s_trl.data import SPLITS, load_source, split_rows
     from w2s_trl.metrics import pair_score_summary
     from w2s_trl.models import is_hub_spec
@@ -66,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if not any(is_hub_spec(s) for s in spec.model_specs()) and (a.data == "testbed:hh" or Path(a.data).exists()):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         protocol_split = a.split in SPLITS
+        if a.split and not protocol_split and (a.data == "testbed:hh" or Path(a.data).is_file()):
+            raise W2SError(f"--split {a.split}: {a.data} has no splits of its own; use weak_train, w2s_train or test "
+                           "(the protocol's splits), or omit --split to score every row")  # fmt: skip
         loaded = load_source(a.data, a.size, a.seed, ["helpful", "harmless"],
                              hub_split=a.split if a.split and not protocol_split else "train")  # fmt: skip
         rows = loaded.rows

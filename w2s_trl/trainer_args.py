@@ -60,8 +60,11 @@ def run_training(trainer, work, save_as: str, label: str) -> dict:
         from w2s_trl.tracking import start_stage_run
 
         start_stage_run(work, label)
-    result = trainer.train(resume_from_checkpoint=resume)
-    finish_tracking()
+    trainer.add_callback(divergence_guard(label))
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        finish_tracking()
     trainer.save_model(str(work.out / save_as))  # TRL/transformers save on the main process only
     if trainer.args.should_save:  # the tokenizer too: once, not by every process into the same folder
         trainer.processing_class.save_pretrained(str(work.out / save_as))
@@ -69,4 +72,42 @@ def run_training(trainer, work, save_as: str, label: str) -> dict:
         events = Path(trainer.args.output_dir) / TENSORBOARD
         if "tensorboard" in (trainer.args.report_to or []) and events.is_dir():
             shutil.copytree(events, work.out / TENSORBOARD, dirs_exist_ok=True)
-    return {"resumed_from": resume, "train_loss": result.training_loss, "global_step": trainer.state.global_step}
+    return {"resumed_from": resume, "train_loss": whole_run_loss(trainer.state, result.training_loss, resume),
+            "global_step": trainer.state.global_step}
+
+
+def whole_run_loss(state, this_session: float, resume: str | None) -> float:
+    """The mean training loss over every step, also after a resume (the trainer's own `training_loss` covers the
+    steps of this session only): the logged losses of the steps before the checkpoint, each weighted by the steps it
+    averages, joined with this session's mean. Exact when save_steps is a multiple of logging_steps (the defaults)."""
+    if not resume:
+        return this_session
+    start = int(Path(resume).name.split("-")[-1])
+    before, weight, last = 0.0, 0, 0
+    for entry in state.log_history:
+        if "loss" in entry and entry.get("step", 0) <= start:
+            before += entry["loss"] * (entry["step"] - last)
+            weight += entry["step"] - last
+            last = entry["step"]
+    after = state.global_step - start
+    return (before + this_session * after) / (weight + after) if weight + after else this_session
+
+
+def divergence_guard(label: str):
+    """A callback that stops a training whose logged loss is NaN or infinite: the stage fails with this message (it is
+    not marked complete; earlier stages are kept) instead of saving a broken model for the next stages to use."""
+    import math
+
+    from transformers import TrainerCallback
+
+    from w2s_trl.errors import W2SError
+
+    class DivergenceGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key, value in (logs or {}).items():
+                if key.endswith("loss") and isinstance(value, float) and not math.isfinite(value):
+                    raise W2SError(f"{label}: the training diverged ({key} {value} at step {state.global_step}); the "
+                                   "stage stops unsaved and earlier stages are kept. Lower the learning rate, set "
+                                   "max_grad_norm, or check the data and reward for extreme values")  # fmt: skip
+
+    return DivergenceGuard()

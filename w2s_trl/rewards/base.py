@@ -21,6 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
+from w2s_trl.errors import W2SError
 from w2s_trl.schema import Strict
 from w2s_trl.scoring import Messages
 
@@ -98,7 +99,9 @@ class RewardSource:
         return {"total": self.score(prompts, completions, ids, count, partners)}
 
     def __call__(self, prompts, completions, **columns) -> list[float | None]:
-        return self.score([as_prompt(p) for p in prompts], [as_completion(c) for c in completions])
+        scores = self.score([as_prompt(p) for p in prompts], [as_completion(c) for c in completions])
+        check_finite(self.kind, "total", scores, [f"completion {i} of this batch" for i in range(len(scores))])
+        return scores
 
     def score_pairs(self, rows: Sequence[dict], count=None) -> tuple[list[float | None], list[float | None]]:
         """r(x, chosen) and r(x, rejected) for preference rows, in one batched call."""
@@ -115,8 +118,23 @@ class RewardSource:
         # partners: a pair's two sides are cut to one prompt, so its margin compares responses, not contexts
         parts = self.score_components(prompts + prompts, chosen + rejected, ids, count, partners=rejected + chosen,
                                       rows=sides)  # fmt: skip
+        for name, scores in parts.items():
+            check_finite(self.kind, name, scores, ids)
         n = len(rows)
         return {name: (scores[:n], scores[n:]) for name, scores in parts.items()}
+
+
+def check_finite(kind: str, component: str, scores: Sequence[float | None], ids: Sequence[str]) -> None:
+    """A NaN or infinite reward stops the run here, naming the source and the example: downstream it would flip every
+    label (NaN compares false) or be skipped as a tie, and the run would report numbers with exit 0."""
+    import math
+
+    for score, name in zip(scores, ids):
+        if score is not None and not math.isfinite(score):
+            part = "" if component == "total" else f" (component '{component}')"
+            raise W2SError(f"reward source '{kind}'{part} returned {score} for {name}: its model has NaN/inf weights or "
+                           "its training diverged (see the weak stage's loss); retrain it with a lower learning rate or "
+                           "check the weights it loads")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------
