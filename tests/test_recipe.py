@@ -57,7 +57,7 @@ BAD_RECIPES = [
     ("reward_model_spec_must_be_a_reward_model", lambda r: r["weak"].update(reward={"type": "reward_model", "model": "tiny:causal-lm"}),
      r"weak\.reward\.model: unknown reward model 'tiny:causal-lm'"),
     ("model_spec_that_is_neither_path_nor_hub_id", lambda r: r["strong"].update(model="./no/such/folder"),
-     "neither an existing path nor a hub id"),
+     "neither an existing model folder nor a hub id"),
     ("unknown_trl_argument_is_named_with_suggestion", lambda r: r["align"]["args"].update(betta=0.2),
      r"align\.args: unknown DPOConfig argument 'betta'; did you mean beta"),
     ("bad_trl_argument_value", lambda r: r["align"]["args"].update(lr_scheduler_type="zigzag"),

@@ -271,6 +271,26 @@ class Loaded:
                 "duplicates": self.duplicates}  # fmt: skip
 
 
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv")
+
+
+def check_local_source(source: str) -> None:
+    """At recipe load: a source that exists on disk must be a data file of a supported type or a dataset folder (data
+    files within two levels, as a saved hub repo has), not any folder or file (`/etc`, a model folder)."""
+    path = Path(source)
+    if source == "testbed:hh" or not path.exists():
+        return
+    if path.is_file():
+        if path.suffix.lower() not in (".jsonl", ".json", ".parquet"):
+            raise ValueError(f"'{source}' is a {path.suffix or 'suffix-less'} file; a data file is .jsonl, .json or "
+                             ".parquet")  # fmt: skip
+        return
+    found = any(p.suffix.lower() in DATA_SUFFIXES for pattern in ("*", "*/*", "*/*/*") for p in path.glob(pattern))
+    if not found:
+        raise ValueError(f"'{source}' is a folder without data files ({', '.join(DATA_SUFFIXES)} within two levels); "
+                         "give a data file, a saved dataset repo folder, or a hub id")
+
+
 def single_source(source: str, hub_split: str = "train", hub_name: str | None = None,
                   hub_data_dir: str | dict[str, str] | None = None, objectives: Iterable[str] = ()) -> list[dict]:  # fmt: skip
     """`data.source` with its hub_* fields as entries of `data.datasets` (TRL's DatasetConfig fields + objective): a

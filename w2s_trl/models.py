@@ -43,9 +43,17 @@ def check_model_spec(spec: str, kind: Kind) -> str:
             if table.get(name) != kind:
                 raise ValueError(f"unknown {kind} model '{spec}'; allowed here: {', '.join(allowed)}, a hub id or a path")
             return spec
-    if Path(spec).exists() or _HUB_ID.fullmatch(spec):
+    shown = spec.encode("unicode_escape").decode("ascii")[:80]
+    path = Path(spec)
+    if spec.strip() and path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ValueError(f"'{shown}' is a path but not a model folder (no config.json in it): give the folder that "
+                             "save_pretrained wrote, a hub id (org/name), or embedded:/tiny:")  # fmt: skip
         return spec
-    raise ValueError(f"'{spec}' is neither an existing path nor a hub id (org/name), nor embedded:/tiny:")
+    if _HUB_ID.fullmatch(spec) and len(spec) <= 96 + 1 + 96:  # the Hub's limit: 96 characters per part
+        return spec
+    raise ValueError(f"'{shown}' is neither an existing model folder nor a hub id (org/name, at most 96 characters "
+                     "each), nor embedded:/tiny:")  # fmt: skip
 
 
 def is_hub_spec(spec: str) -> bool:

@@ -194,6 +194,14 @@ class DataSection(Strict):
     fractions: SplitFractions = Field(default_factory=SplitFractions)
     max_rows: SplitLimits = Field(default_factory=SplitLimits)
 
+    @field_validator("source")
+    @classmethod
+    def _readable_source(cls, v: str) -> str:
+        from w2s_trl.data import check_local_source
+
+        check_local_source(v)
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> "DataSection":
         if self.datasets:
