@@ -47,7 +47,10 @@ def trainer_flags(argv: list[str]) -> list[str]:
 
 
 def train_main(argv: list[str] | None = None, prog: str = "w2s-trl train") -> int:
-    parser = train_parser(prog)
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # before anything imports huggingface_hub (TRL's start-up
+    parser = train_parser(prog)  # telemetry); the offline switch needs the recipe: pipeline.configure_environment
     try:
         argv = trainer_flags(sys.argv[1:] if argv is None else list(argv))
     except W2SError as e:

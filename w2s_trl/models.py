@@ -251,6 +251,23 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
+def from_pretrained(factory, spec: str, **kwargs):
+    """`factory.from_pretrained` on the spec's folder or hub id; a model that cannot be read (not in the cache of an
+    offline run, no network, a broken folder) is one W2SError that names the spec and the way out."""
+    import os
+
+    from w2s_trl.errors import W2SError
+
+    try:
+        return factory.from_pretrained(resolve_model_path(spec), **kwargs)
+    except (OSError, ValueError) as e:
+        cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        hint = (f"the run is offline (run.offline, or HF_HUB_OFFLINE): download it first (`hf download {spec}`) or set "
+                "run.offline=off" if offline and is_hub_spec(spec) else "check the path or hub id, and the network")
+        raise W2SError(f"model '{spec}': cannot load {factory.__name__} ({cause}); {hint}") from None
+
+
 LIMIT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
@@ -271,7 +288,7 @@ def spec_limit(spec: str, trust_remote_code: bool = False) -> int | None:
     """A model spec's input limit, read from its config only (no weights loaded)."""
     from transformers import AutoConfig
 
-    return config_limit(AutoConfig.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code))
+    return config_limit(from_pretrained(AutoConfig, spec, trust_remote_code=trust_remote_code))
 
 
 def read_chat_template(value: str) -> str:
@@ -287,7 +304,7 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False, padding_side: str
     a .jinja path) in place of the one it ships with, as TRL's scripts do with `--chat_template_path`."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=trust_remote_code)
+    tok = from_pretrained(AutoTokenizer, spec, trust_remote_code=trust_remote_code)
     if chat_template:
         tok.chat_template = read_chat_template(chat_template)
     if tok.pad_token is None:
@@ -332,8 +349,8 @@ def load_causal_lm(spec: str, quantization: "QuantizationSection | None" = None,
     if quantization is not None and quantization.quantized:
         kwargs["quantization_config"] = bnb_config(quantization)
         kwargs["device_map"] = {"": process_device()}
-        return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs)
-    return AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), **kwargs).to(process_device())
+        return from_pretrained(AutoModelForCausalLM, spec, **kwargs)
+    return from_pretrained(AutoModelForCausalLM, spec, **kwargs).to(process_device())
 
 
 def load_reward_model(spec: str, trust_remote_code: bool = False):
@@ -343,8 +360,7 @@ def load_reward_model(spec: str, trust_remote_code: bool = False):
     tok = load_tokenizer(spec, trust_remote_code)
     if tok.eos_token is None and tok.sep_token is not None:  # BERT: trl.RewardTrainer appends EOS to every text
         tok.eos_token = tok.sep_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_path(spec), num_labels=1, trust_remote_code=trust_remote_code
-    ).to(process_device())
+    model = from_pretrained(AutoModelForSequenceClassification, spec, num_labels=1,
+                            trust_remote_code=trust_remote_code).to(process_device())
     model.config.pad_token_id = tok.pad_token_id
     return model, tok

@@ -57,7 +57,9 @@ def reward_spec_inputs(spec) -> dict:
 
 
 def configure_environment(recipe: Recipe) -> None:
-    """Offline and quiet by default: no telemetry; no hub access when nothing names a hub id (run.offline: auto)."""
+    """Offline and quiet by default: no telemetry; no hub access when nothing names a hub id (run.offline: auto).
+    huggingface_hub and datasets read these switches once, when imported, and loading the recipe has already imported
+    them (TRL's configs check the trainer arguments): their module constants are set too, so the switches hold."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     specs = [recipe.strong.model, *recipe.weak.reward.model_specs(), *probe_model_specs(recipe)]
@@ -66,6 +68,22 @@ def configure_environment(recipe: Recipe) -> None:
     if offline:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    apply_hub_switches()
+
+
+def apply_hub_switches() -> None:
+    """The environment's offline / telemetry switches into huggingface_hub's and datasets' constants, when those
+    modules were imported before the switches were set."""
+    truthy = ("1", "true", "yes", "on")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy
+    no_telemetry = os.environ.get("HF_HUB_DISABLE_TELEMETRY", "").lower() in truthy
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE or offline
+        hub.HF_HUB_DISABLE_TELEMETRY = hub.HF_HUB_DISABLE_TELEMETRY or no_telemetry or offline
+    ds = sys.modules.get("datasets.config")
+    if ds is not None and offline:
+        ds.HF_HUB_OFFLINE = ds.HF_DATASETS_OFFLINE = True
 
 
 def use_all_cores(num_processes: int) -> None:
