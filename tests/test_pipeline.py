@@ -212,6 +212,25 @@ def test_wandb_logs_offline_without_login(tmp_path):
     assert len(offline_runs) >= 4  # weak, student, ceiling trainers and the summary run
 
 
+def test_wandb_key_without_a_reachable_server_falls_back_to_offline(tmp_path):
+    """A W&B key and no server (a closed loopback port): one notice, offline logging, the run finishes, fast (W&B
+    itself would fail authenticating or wait ~2 minutes)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_API_KEY="x" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{port}", HOME=str(tmp_path))
+    start = time.perf_counter()
+    out = subprocess.run(_smoke_cmd(tmp_path) + ["--stop-after", "weak"], capture_output=True, text=True, timeout=300,
+                         env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"W&B: 127.0.0.1:{port} is unreachable, logging offline" in out.stdout
+    assert list((run_dir(tmp_path, RECIPES[0]) / "wandb").glob("offline-run-*"))
+    assert time.perf_counter() - start < 90
+
+
 # per recipe: trainer, W&B runs (each weak RM, the student, the summary), tables the summary run logs
 WANDB_EXPECT = {
     "grpo_multi_objective.yaml": ("grpo", 4, {"predictions", "generations", "plots/student/reward_curve"}),

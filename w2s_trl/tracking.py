@@ -53,7 +53,30 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, con
     if "WANDB_MODE" not in os.environ and not wandb_logged_in():
         os.environ["WANDB_MODE"] = "offline"
         print(f"[w2s-trl] W&B: not logged in, logging offline to {run_root}/wandb (upload later with `wandb sync`)")
+    elif os.environ.get("WANDB_MODE", "online") == "online" and not wandb_reachable():
+        os.environ["WANDB_MODE"] = "offline"  # a key and no server: W&B would fail authenticating or wait ~2 minutes
+        host, port = wandb_host()
+        print(f"[w2s-trl] W&B: {host}:{port} is unreachable, logging offline to {run_root}/wandb (upload later "
+              "with `wandb sync`)", flush=True)  # fmt: skip
     return os.environ.get("WANDB_MODE", "online")
+
+
+def wandb_host() -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
+
+
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Whether the W&B server accepts a TCP connection within `timeout` seconds (no request is sent)."""
+    import socket
+
+    try:
+        socket.create_connection(wandb_host(), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def start_stage_run(work, name: str, extra_config: dict | None = None):
