@@ -437,3 +437,49 @@ def test_eval_curves_on_test_when_asked(tmp_path):
     assert train_main([*args, "run.name=plain"]) == 0
     plain = json.loads((tmp_path / "plain" / "student" / "trainer_state.json").read_text())["log_history"]
     assert not any(k.startswith("eval_") for h in plain for k in h)
+
+
+def _metrics_without_timing(root: Path) -> dict:
+    metrics = json.loads((root / "metrics.json").read_text())
+    for key in ("runtime_s", "cached_stages", "run"):
+        metrics.pop(key, None)
+    return metrics
+
+
+# kill -9 points, in order: the weak reward model's training as its first checkpoint folder appears (most often in
+# the middle of writing it), the student's training after a complete checkpoint, and evaluation; each kill is followed
+# by a restart that runs until the next point
+KILL_POINTS = (".work/weak/checkpoints/checkpoint-1", ".work/student/checkpoints/checkpoint-2/trainer_state.json",
+               ".work/evaluate/out")
+
+
+def test_kill9_inside_stages_resumes_to_the_uninterrupted_metrics(tmp_path):
+    """A run killed with SIGKILL inside three stages (no clean-up runs) and restarted after each kill finishes with the
+    metrics of a run never interrupted, and no completed stage is recomputed."""
+    clean = tmp_path / "clean"
+    out = subprocess.run(_smoke_cmd(clean, "align.args.max_steps=4"), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    killed = tmp_path / "killed"
+    root = run_dir(killed, RECIPES[0])
+    done_before: dict[str, str] = {}
+    for point in KILL_POINTS:
+        proc = subprocess.Popen(_smoke_cmd(killed, "align.args.max_steps=4"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 240
+        while not (root / point).exists():
+            assert proc.poll() is None and time.time() < deadline, f"the run ended or stalled before {point}"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for stage, record in done_before.items():  # what was complete stays complete, untouched
+            assert (root / stage / "stage.json").read_text() == record, stage
+        done_before = {p.parent.name: p.read_text() for p in root.glob("*/stage.json")}
+    out = subprocess.run(_smoke_cmd(killed, "align.args.max_steps=4"), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for stage in done_before:
+        assert f"stage {stage}: complete with the same inputs, skipped" in out.stdout
+    assert _metrics_without_timing(root) == _metrics_without_timing(run_dir(clean, RECIPES[0]))
+    assert json.loads((root / "student" / "stage.json").read_text())["resumed_from"]  # the student did resume
+    for stage in ("weak", "student"):  # trained across a kill: the same steps and whole-run loss as uninterrupted
+        a, b = (json.loads((run_dir(r, RECIPES[0]) / stage / "stage.json").read_text()) for r in (clean, killed))
+        assert a["global_step"] == b["global_step"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
