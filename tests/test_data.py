@@ -271,3 +271,25 @@ def test_a_local_source_is_fingerprinted_by_its_contents(tmp_path):
     data.write_text(data.read_text().replace("neighbour number 1?", "neighbour number one?"))  # same path, new bytes
     assert train_main(args) == 0
     assert json.loads(record.read_text())["fingerprint"] != first
+
+
+def test_oversize_rows_never_reach_a_model(tmp_path):
+    """A 5 MB response is skipped and counted at load (a response is never cut); a 1 MB prompt loses its oldest text
+    (by characters, before any tokenizer sees it) and keeps its last turn's end."""
+    from w2s_trl.data import MAX_PROMPT_CHARS
+
+    path = tmp_path / "big.jsonl"
+    long_prompt = [{"role": "user", "content": "old " * 200_000}, {"role": "assistant", "content": "ok"},
+                   {"role": "user", "content": "x" * 300_000 + " and the question?"}]
+    path.write_text(json.dumps({"prompt": "q", "chosen": "word " * 1_000_000, "rejected": "short"}) + "\n"
+                    + json.dumps({"prompt": long_prompt, "chosen": "a", "rejected": "b"}) + "\n")
+    loaded = load_source(str(path), 0, 0, [])
+    assert loaded.invalid == 1 and "5,000,000 characters" in loaded.invalid_examples[0]
+    (row,) = loaded.rows
+    kept = row["prompt"]
+    assert len(kept) == 2 and sum(len(m["content"]) for m in kept) <= MAX_PROMPT_CHARS  # the oldest turn went
+    assert kept[-1]["content"].endswith("and the question?") and kept[0] == {"role": "assistant", "content": "ok"}
+    from w2s_trl.data import cut_prompt
+
+    one = cut_prompt([{"role": "system", "content": "sys"}, {"role": "user", "content": "y" * 50 + "end"}], limit=20)
+    assert one == [{"role": "system", "content": "sys"}, {"role": "user", "content": "y" * 14 + "end"}]

@@ -171,14 +171,42 @@ def split_prompt(record: dict, where: str) -> dict:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+# No model here reads further than ~32k tokens (~130k characters); a longer response could never be scored whole (a
+# response is never cut, SCIENCE.md 7) and would only make a stage allocate for it. A prompt is cut from the left.
+MAX_RESPONSE_CHARS = 200_000
+MAX_PROMPT_CHARS = 400_000
+
+
 def check_row(row: dict, where: str) -> None:
-    """A pair must differ in its final assistant turn only (SCIENCE.md 7); anything else is malformed."""
+    """A pair must differ in its final assistant turn only (SCIENCE.md 7); anything else is malformed. A response
+    longer than any model reads is malformed too; an overlong prompt loses its oldest text (`cut_prompt`)."""
     for side in ("chosen", "rejected"):
         messages = row[side]
         if not messages or messages[-1]["role"] != "assistant" or not str(messages[-1]["content"]).strip():
             raise DataError(f"{where}: {side} must end with a non-empty assistant turn")
+        size = len(messages[-1]["content"])
+        if size > MAX_RESPONSE_CHARS:
+            raise DataError(f"{where}: the {side} response has {size:,} characters, more than any model reads "
+                            f"({MAX_RESPONSE_CHARS:,}); a response is never cut, so the pair is left out")
+    row["prompt"] = cut_prompt(row["prompt"])
     if row["chosen"] == row["rejected"]:
         raise DataError(f"{where}: chosen and rejected are identical")
+
+
+def cut_prompt(prompt: list[dict], limit: int = MAX_PROMPT_CHARS) -> list[dict]:
+    """A prompt of more than `limit` characters without its oldest turns (a leading system message kept), then
+    without the start of its oldest remaining turn: the left cut every stage makes by tokens, done once by
+    characters so no tokenizer is handed megabytes."""
+    if sum(len(m["content"]) for m in prompt) <= limit:
+        return prompt
+    head = prompt[:1] if prompt[0]["role"] == "system" and len(prompt) > 1 else []
+    rest = prompt[len(head) :]
+    while len(rest) > 1 and sum(len(m["content"]) for m in head + rest) > limit:
+        rest = rest[1:]
+    over = sum(len(m["content"]) for m in head + rest) - limit
+    if over > 0:
+        rest = [{**rest[0], "content": rest[0]["content"][over:]}, *rest[1:]]
+    return head + rest
 
 
 def prompt_group(prompt: list[dict]) -> str:
