@@ -257,3 +257,37 @@ def test_lora_config_is_trls_and_one_target_module_still_matches(tmp_path, targe
     names = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if "lora_A" in n}
     assert names == ({"q_proj"} if targets == ["q_proj"] else {"q_proj", "v_proj"} if len(targets) == 2 else
                      {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+
+
+def test_precomputed_and_cached_reference_give_the_same_training(tmp_path):
+    """DPO with the reference log-probs precomputed (the project's default) trains exactly as with a reference forward
+    in every step; a second training on the same responses in another order and orientation (the ceiling after the
+    student) reads all of them from the cache, and they equal what TRL computed."""
+    from w2s_trl.training.reference import REF_COLUMNS
+
+    rows = labelled_rows(8)
+    losses = {}
+    for mode in ("per_step", "precomputed"):
+        recipe = recipe_for("dpo_weak_rm.yaml", "align.args.max_steps=2",
+                            f"align.args.precompute_ref_log_probs={str(mode == 'precomputed').lower()}")
+        trainer, _ = make_trainer(recipe, rows, str(tmp_path / mode), "ref", max_length=512)
+        trainer.train()
+        losses[mode] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert losses["precomputed"] == pytest.approx(losses["per_step"], rel=1e-5)
+
+    recipe = recipe_for("dpo_weak_rm.yaml")
+    first, _ = make_trainer(recipe, rows, str(tmp_path / "a"), "a", max_length=512, ref_cache_dir=tmp_path / "cache")
+    swapped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in reversed(rows)]
+    second, _ = make_trainer(recipe, swapped, str(tmp_path / "b"), "b", max_length=512, ref_cache_dir=tmp_path / "cache")
+    assert first.ref_cache_hits == 0 and second.ref_cache_hits == len(rows)
+    from w2s_trl.training.reference import sequence_key
+
+    def by_sequence(trainer):  # {token ids of prompt + response: reference log-prob} (rows are length-grouped)
+        d = trainer.train_dataset
+        return {sequence_key(p, r): v for side, column in zip(("chosen", "rejected"), REF_COLUMNS)
+                for p, r, v in zip(d["prompt_ids"], d[f"{side}_ids"], d[column])}  # fmt: skip
+
+    assert by_sequence(second) == by_sequence(first) and len(by_sequence(first)) == 2 * len(rows)
+    other = recipe_for("dpo_weak_rm.yaml", "align.args.bf16=true")  # another numeric mode: another cache file
+    third, _ = make_trainer(other, rows, str(tmp_path / "c"), "c", max_length=512, ref_cache_dir=tmp_path / "cache")
+    assert third.ref_cache_hits == 0 and len(list((tmp_path / "cache").glob("ref_logps-*.json"))) == 2

@@ -79,11 +79,14 @@ def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: 
 
 def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None,
                  max_length: int | None = None, stage: str = "align", conflict_alpha: float = 0.0,
-                 eval_rows: list[dict] | None = None):  # fmt: skip
+                 eval_rows: list[dict] | None = None, ref_cache_dir: Path | None = None):  # fmt: skip
     """The TRL trainer for `align.trainer`, ready to `.train()` (also used by bench/align_step.py), and the
     truncation count of its rows. `conflict_alpha` > 0 adds the explicit conflict term (training/trainers.py); rows
     then carry `gt_label` (1 where a row has none: ground-truth rows). `eval_rows` (test, ground truth): TRL evaluates
-    on them every `logging_steps`, so `eval_rewards/*` curves (DPO: reward accuracy and margins) sit beside training's."""
+    on them every `logging_steps`, so `eval_rewards/*` curves (DPO: reward accuracy and margins) sit beside training's.
+    DPO precomputes its reference log-probs (TRL's `precompute_ref_log_probs`, on unless the recipe says otherwise):
+    one no-grad pass before training instead of a reference forward per step, and with `ref_cache_dir` a file cache
+    that the run's other DPO trainings (student and ceiling: the same responses) read instead of recomputing."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -95,6 +98,8 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     rows, count = fit_training_rows(recipe, rows, tokenizer, max_length, stage)
     count.report()
     args = recipe.align.trl_args(max_length)
+    if recipe.align.trainer == "dpo":
+        args = {"precompute_ref_log_probs": True, **args}
     if recipe.align.length_grouping:
         from w2s_trl.truncation import causal_length
 
@@ -121,13 +126,28 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
                               run_name, recipe.tracking.project)  # fmt: skip
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
 
-    Trainer = trainer_class(recipe.align.trainer, conflict_alpha)
+    Trainer, extra = trainer_class(recipe.align.trainer, conflict_alpha), trainer_kwargs(conflict_alpha)
+    if ref_cache_dir is not None and getattr(config, "precompute_ref_log_probs", False):
+        from w2s_trl.training.reference import cache_path, with_reference_cache
+
+        identity = reference_identity(recipe, args)
+        Trainer, extra = with_reference_cache(Trainer), {**extra, "ref_cache": (cache_path(ref_cache_dir, identity), identity)}
     trainer = Trainer(
         model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
-        peft_config=lora_config(recipe), **trainer_kwargs(conflict_alpha),
+        peft_config=lora_config(recipe), **extra,
     )
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
+
+
+def reference_identity(recipe: Recipe, args: dict) -> dict:
+    """What the reference log-probs depend on: the base model and how it is loaded, and the trainer arguments (numeric
+    mode, max_length, ld_alpha, batch sizes); not the stage, the rows' order or the conflict term."""
+    from w2s_trl.models import embedded_revision
+
+    strong = recipe.strong
+    return {"model": strong.model, "revision": embedded_revision(strong.model), "chat_template": strong.chat_template,
+            "quantization": strong.quantization.model_dump(), "trainer": recipe.align.trainer, "args": args}
 
 
 def shared_dataset(dataset, folder: str):
@@ -149,7 +169,8 @@ def shared_dataset(dataset, folder: str):
 
 
 def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: str, max_length: int | None,
-                 stage: str, conflict_alpha: float = 0.0, eval_rows: list[dict] | None = None) -> dict:  # fmt: skip
+                 stage: str, conflict_alpha: float = 0.0, eval_rows: list[dict] | None = None,
+                 ref_cache_dir: Path | None = None) -> dict:  # fmt: skip
     from w2s_trl.trainer_args import run_training
 
     if not rows:
@@ -158,8 +179,11 @@ def train_policy(recipe: Recipe, rows: list[dict], work: StageWork, run_name: st
         raise W2SError(f"{stage}: no training rows (every weak label a tie or unscored?): see the label stage's "
                        "counts in the log and stage.json; a reward source that scores both sides alike labels nothing")
     trainer, count = make_trainer(recipe, rows, str(work.checkpoints), run_name, max_length=max_length, stage=stage,
-                                  conflict_alpha=conflict_alpha, eval_rows=eval_rows)  # fmt: skip
-    return {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}
+                                  conflict_alpha=conflict_alpha, eval_rows=eval_rows, ref_cache_dir=ref_cache_dir)  # fmt: skip
+    record = {**run_training(trainer, work, "adapter", run_name), "truncation": count.as_dict()}
+    if hasattr(trainer, "ref_cache_hits"):
+        record["reference_cache_hits"] = trainer.ref_cache_hits
+    return record
 
 
 def adapter_dir(stage_dir: Path) -> Path:

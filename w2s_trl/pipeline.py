@@ -228,6 +228,9 @@ class Run:
         return {name: adapter_dir(self.rd.stage_dir(name)) for name in names}
 
 
+REF_CACHE = "cache"  # run-level caches shared by stages (reference log-probs: training/reference.py)
+
+
 def weak_model_folder(key: str) -> str:
     """Where the weak stage keeps the reward model trained for `key`: weak/model, weak/weak.helpful/model, ..."""
     return "model" if key == "weak" else f"{key}/model"
@@ -347,14 +350,14 @@ def compute_student(run: Run, work: StageWork) -> dict:
 
     rows = read_jsonl(run.rd.stage_dir("label") / "w2s_train.labelled.jsonl")
     return train_policy(run.r, rows, work, f"{run.r.run.name}/student", run.max_length["strong"], "student",
-                        eval_rows=run.eval_rows())  # fmt: skip
+                        eval_rows=run.eval_rows(), ref_cache_dir=run.rd.root / REF_CACHE)  # fmt: skip
 
 
 def compute_ceiling(run: Run, work: StageWork) -> dict:
     from w2s_trl.align import train_policy
 
     return train_policy(run.r, run.split("w2s_train"), work, f"{run.r.run.name}/ceiling", run.max_length["strong"],
-                        "ceiling", eval_rows=run.eval_rows())  # fmt: skip
+                        "ceiling", eval_rows=run.eval_rows(), ref_cache_dir=run.rd.root / REF_CACHE)  # fmt: skip
 
 
 # 5. evaluate on test: the reward source ("weak"), the base policy and the aligned ones, with intervals

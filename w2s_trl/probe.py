@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from w2s_trl.pipeline import Run, align_inputs, compute_data, data_inputs, start_run, trained_spec_inputs
+from w2s_trl.pipeline import REF_CACHE, Run, align_inputs, compute_data, data_inputs, start_run, trained_spec_inputs
 from w2s_trl.recipe import CONFLICT_KINDS, ConflictPoint, ProbeSection, Recipe
 from w2s_trl.rundir import StageWork, write_json_atomic, write_text_atomic
 
@@ -262,7 +262,7 @@ def run_variant(run: Run, v: Variant, sups: dict[str, dict]) -> Path:
     def compute(work: StageWork) -> dict:
         rows = read_jsonl(label / "w2s_train.labelled.jsonl")
         return train_policy(r, rows, work, f"{r.run.name}/{v.name}", run.max_length["strong"], "student",
-                            conflict_alpha=alpha)  # fmt: skip
+                            conflict_alpha=alpha, ref_cache_dir=run.rd.root / REF_CACHE)  # fmt: skip
 
     return adapter_dir(run.rd.run(f"variants/{v.name}/student", student_inputs, compute, all_ranks=True))
 
@@ -290,7 +290,8 @@ def run_probe(recipe: Recipe, stop_after: str | None = None) -> Path:
     if r.align.ceiling:
         ceiling_inputs = {**align_inputs(run), "rows": run.fp("data"), "target": r.probe.target}
         ceiling = rd.run("ceiling", ceiling_inputs, lambda work: train_policy(
-            r, target_rows(run, "w2s_train"), work, f"{r.run.name}/ceiling", run.max_length["strong"], "ceiling"),
+            r, target_rows(run, "w2s_train"), work, f"{r.run.name}/ceiling", run.max_length["strong"], "ceiling",
+            ref_cache_dir=run.rd.root / REF_CACHE),
             all_ranks=True)  # fmt: skip
         adapters["ceiling"] = adapter_dir(ceiling)
     for i, v in enumerate(variants, 1):
