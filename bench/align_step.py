@@ -1,11 +1,20 @@
-"""One DPO step on the embedded strong model: w2s-trl versus the same step written directly against trl.DPOTrainer.
+"""The align stage's DPO training: what a TRL user gets versus the project's defaults, on the same pairs and steps.
 
-    python bench/align_step.py [--steps 3] [--pairs 8]
+    python bench/align_step.py [--pairs 64] [--batch 8] [--repeat 3] [--long]
 
-Both paths train SmolLM2-135M-Instruct with the same LoRA settings and DPOConfig arguments on the same pairs. Each run
-does `--steps` steps; the first is a warm-up and the others are timed (per-step mean). Runs are interleaved
-(w2s, direct, w2s, direct, ...) after one uncounted warm-up run, and the best of each is kept. Then the w2s-trl path again with bf16 autocast off (fp32) for
-tokens/s in both precisions. Prints the ratios measured side by side in this one run.
+(a) TRL user: `trl.DPOTrainer` with TRL's defaults on this machine (`DPOConfig(use_cpu=True)` where there is no GPU:
+    bf16 autocast, activation checkpointing on, a reference forward in every step, random batches), LoRA through
+    `peft.LoraConfig`, the recipe's learning rate, beta, batch size and max_length.
+(b) w2s-trl: `w2s_trl.align.make_trainer` with the project's defaults (bf16 autocast, activation checkpointing off
+    without a GPU, reference log-probs precomputed in one no-grad pass, batches of similar lengths). TRL 1.16's
+    padding-free mode is disabled inside TRL ("temporarily unavailable"), so neither side uses it.
+(c) check: (b) with length grouping off, so its batches are (a)'s: its final loss must equal (a)'s within
+    LOSS_TOLERANCE (activation checkpointing and precomputation change the cost, not the maths).
+
+Same pairs (testbed:hh, or long multi-turn rows with --long), same number of optimizer steps (one epoch), same seed.
+Each run reports the whole stage (model load, tokenization, precompute, training) and the optimizer steps alone,
+tokens/s (non-padding tokens of chosen + rejected per second of training) and the final training loss. The sides
+alternate, --repeat times; medians and min-max are printed with the ratios side by side.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,47 +30,39 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 REPO = Path(__file__).resolve().parent.parent
+# |final loss (a) - (c)|. Under bf16 autocast a sequence's log-prob depends on the batch it is computed in (kernel
+# blocking follows the padded shape): measured ~0.1 nats per sequence. (c) precomputes its reference in dataset order
+# and trains in random order, so its policy and reference see different batches; (a) and (b) compute both in the same
+# batches (b: precompute batches = training batches, sequential), where the first step's loss is exactly ln 2.
+LOSS_TOLERANCE = 5e-3
 
 
-class StepTimer:
-    """A TrainerCallback that records each optimizer step's wall time."""
+class Clock:
+    """A TrainerCallback timing the optimizer steps (first step begin to last step end)."""
 
     def __init__(self):
         from transformers import TrainerCallback
 
-        timer = self
+        clock = self
+        self.start = self.end = None
 
         class _CB(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):
-                timer._t = time.perf_counter()
+                clock.start = clock.start or time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):
-                timer.times.append(time.perf_counter() - timer._t)
+                clock.end = time.perf_counter()
 
-        self.times: list[float] = []
         self.callback = _CB()
 
 
-def tokens_per_step(trainer, pairs: int) -> int:
+def tokens_of(trainer) -> int:
     ds = trainer.train_dataset
-    return sum(len(ds[i]["prompt_ids"]) * 2 + len(ds[i]["chosen_ids"]) + len(ds[i]["rejected_ids"]) for i in range(pairs))
+    return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
 
 
-def run_w2s(recipe, rows, steps: int, bf16: bool) -> tuple[float, int]:
-    from w2s_trl.align import make_trainer
-
-    r = recipe.model_copy(deep=True)
-    r.align.args = {**r.align.args, "max_steps": steps, "bf16": bf16, "save_strategy": "no", "logging_steps": 1000}
-    with tempfile.TemporaryDirectory() as out:
-        trainer, _ = make_trainer(r, rows, out, "bench")
-        timer = StepTimer()
-        trainer.add_callback(timer.callback)
-        trainer.train()
-        return statistics.mean(timer.times[1:]), tokens_per_step(trainer, len(rows))
-
-
-def run_direct(recipe, rows, steps: int) -> float:
-    """The same step with no w2s-trl code: TRL, PEFT and transformers only."""
+def run_trl(recipe, rows, max_length: int) -> dict:
+    """(a): TRL, PEFT and transformers only, TRL's defaults."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -69,64 +71,106 @@ def run_direct(recipe, rows, steps: int) -> float:
 
     from w2s_trl.models import resolve_model_path
 
-    folder = resolve_model_path(recipe.strong.model)  # the cached de-quantized folder
+    start = time.perf_counter()
+    folder = resolve_model_path(recipe.strong.model)  # the cached de-quantized folder (not timed: a file path)
     model = AutoModelForCausalLM.from_pretrained(folder)
     tok = AutoTokenizer.from_pretrained(folder)
-    lora = recipe.strong.lora
-    args = {**recipe.align.args, "max_steps": steps, "save_strategy": "no", "logging_steps": 1000}
+    a, lora = recipe.align.args, recipe.strong.lora
     with tempfile.TemporaryDirectory() as out:
-        config = DPOConfig(
-            output_dir=out, report_to="none", seed=recipe.run.seed, activation_checkpointing=False,
-            dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), **args,
-        )  # fmt: skip
-        trainer = DPOTrainer(
-            model=model, args=config, processing_class=tok,
-            train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows]),
-            peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                   target_modules=lora.target_modules, task_type="CAUSAL_LM"),
-        )  # fmt: skip
-        timer = StepTimer()
-        trainer.add_callback(timer.callback)
-        trainer.train()
-        return statistics.mean(timer.times[1:])
+        config = DPOConfig(output_dir=out, report_to="none", use_cpu=not torch.cuda.is_available(), seed=recipe.run.seed,
+                           learning_rate=a["learning_rate"], beta=a["beta"], num_train_epochs=1,
+                           per_device_train_batch_size=a["per_device_train_batch_size"], max_length=max_length,
+                           lr_scheduler_type=a.get("lr_scheduler_type", "linear"), warmup_steps=a.get("warmup_steps", 0),
+                           save_strategy="no", logging_steps=1)  # fmt: skip
+        trainer = DPOTrainer(model=model, args=config, processing_class=tok,
+                             train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
+                                                              for r in rows]),
+                             peft_config=LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                    target_modules=lora.target_modules, task_type="CAUSAL_LM"))  # fmt: skip
+        return finish(trainer, start)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def run_w2s(recipe, rows, max_length: int, grouping: bool) -> dict:
+    """(b) / (c): the project's make_trainer, its defaults."""
+    from w2s_trl.align import make_trainer
+
+    r = recipe.model_copy(deep=True)
+    r.align.length_grouping = grouping
+    r.align.args = {**r.align.args, "num_train_epochs": 1, "save_strategy": "no", "logging_steps": 1}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        trainer, _ = make_trainer(r, rows, out, "bench", max_length=max_length)
+        return finish(trainer, start)
+
+
+def finish(trainer, start: float) -> dict:
+    clock = Clock()
+    trainer.add_callback(clock.callback)
+    result = trainer.train()
+    stage = time.perf_counter() - start
+    steps = clock.end - clock.start
+    return {"stage": stage, "steps": steps, "n_steps": trainer.state.global_step, "loss": result.training_loss,
+            "tokens_per_s": tokens_of(trainer) / steps}  # fmt: skip
+
+
+def rows_for(pairs: int, long: bool) -> list[dict]:
+    from w2s_trl.data import SPLITS, load_source, split_rows
+    from w2s_trl.recipe import SplitFractions
+    from w2s_trl.testbed import TestbedOptions
+
+    options = TestbedOptions(history_turns=(6, 14)) if long else None
+    rows = load_source("testbed:hh", max(4 * pairs, 400), 0, ["helpful", "harmless"], testbed_options=options).rows
+    return split_rows(rows, SplitFractions().model_dump(), {s: None for s in SPLITS})["w2s_train"][:pairs]
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default=str(REPO / "recipes" / "dpo_weak_rm.yaml"))
-    p.add_argument("--steps", type=int, default=3, help="steps per run; the first is a warm-up")
-    p.add_argument("--pairs", type=int, default=8, help="pairs per step (per_device_train_batch_size)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=64, help="training pairs (one epoch)")
+    p.add_argument("--batch", type=int, default=8, help="per_device_train_batch_size")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--long", action="store_true", help="long multi-turn rows (prompts of ~300-800 tokens)")
     a = p.parse_args()
 
     import torch
 
     from w2s_trl.recipe import load_recipe
-    from w2s_trl.testbed import generate_testbed
 
-    recipe = load_recipe(a.recipe, ["tracking.report_to=[]", f"align.args.per_device_train_batch_size={a.pairs}",
+    recipe = load_recipe(a.recipe, ["tracking.report_to=[]", f"align.args.per_device_train_batch_size={a.batch}",
                                     "align.args.gradient_accumulation_steps=1"])  # fmt: skip
-    rows = generate_testbed(a.pairs * a.steps, seed=0)
-    device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {device}; torch {torch.__version__}; {a.pairs} pairs/step; {a.steps - 1} timed steps per run")
-
-    run_w2s(recipe, rows, 2, bf16=True)  # warm-up: the process's first training run pays one-off start-up costs
-    w2s, direct = [], []
-    for _ in range(a.repeats):
-        w2s.append(run_w2s(recipe, rows, a.steps, bf16=recipe.align.args.get("bf16", True))[0])
-        direct.append(run_direct(recipe, rows, a.steps))
-    bf16_s, tokens = run_w2s(recipe, rows, a.steps, bf16=True)
-    fp32_s, _ = run_w2s(recipe, rows, a.steps, bf16=False)
-
-    best_w2s, best_direct = min(w2s), min(direct)
-    print(f"\nDPO step, w2s-trl : {best_w2s:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in w2s)})")
-    print(f"DPO step, TRL     : {best_direct:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in direct)})")
-    print(f"ratio w2s-trl / TRL = {best_w2s / best_direct:.3f}  (<= 1 + noise: w2s-trl adds nothing to the step)")
-    print(f"\ntokens per step: {tokens}")
-    print(f"bf16 autocast: {bf16_s:.2f} s/step = {tokens / bf16_s:.0f} tokens/s")
-    print(f"fp32         : {fp32_s:.2f} s/step = {tokens / fp32_s:.0f} tokens/s")
-    print(f"speed-up bf16 / fp32 = {fp32_s / bf16_s:.2f}x")
+    rows = rows_for(a.pairs, a.long)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {device}; torch {torch.__version__}; {len(rows)} pairs ({'long multi-turn' if a.long else 'testbed'}"
+          f"), batch {a.batch}, max_length {a.max_length}; {a.repeat} runs per side, alternating", flush=True)
+    sides = {"a: TRL defaults": lambda: run_trl(recipe, rows, a.max_length),
+             "b: w2s-trl defaults": lambda: run_w2s(recipe, rows, a.max_length, grouping=True),
+             "c: b, batches of a": lambda: run_w2s(recipe, rows, a.max_length, grouping=False)}
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
+    for i in range(a.repeat):
+        for name, run in sides.items():
+            runs[name].append(run())
+            r = runs[name][-1]
+            print(f"  run {i + 1} {name}: stage {r['stage']:.1f} s, {r['n_steps']} steps {r['steps']:.1f} s, "
+                  f"loss {r['loss']:.5f}", flush=True)
+    print(f"\n{'side':<22} {'stage s':>22} {'s/step':>22} {'tokens/s':>26} {'final loss':>11}")
+    for name, rs in runs.items():
+        n = rs[0]["n_steps"]
+        print(f"{name:<22} {spread([r['stage'] for r in rs]):>22} {spread([r['steps'] / n for r in rs]):>22} "
+              f"{spread([r['tokens_per_s'] for r in rs]):>26} {statistics.median(r['loss'] for r in rs):>11.5f}")
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in ("stage", "steps", "loss")} for name, rs in runs.items()}
+    ta, tb = med["a: TRL defaults"], med["b: w2s-trl defaults"]
+    print(f"\nspeed-up b over a: whole stage {ta['stage'] / tb['stage']:.2f}x, optimizer steps {ta['steps'] / tb['steps']:.2f}x"
+          f" (per-run ratios: stage {spread([x['stage'] / y['stage'] for x, y in zip(runs['a: TRL defaults'], runs['b: w2s-trl defaults'])])})")
+    gap = abs(ta["loss"] - med["c: b, batches of a"]["loss"])
+    print(f"same maths: |loss(a) - loss(c)| = {gap:.2e} (tolerance {LOSS_TOLERANCE:g}); loss(b) = {tb['loss']:.5f} "
+          "trains on other batches (length-grouped) and agrees only as well as two batch orders do")
+    return 0 if gap <= LOSS_TOLERANCE else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
