@@ -472,7 +472,7 @@ def start_run(recipe: Recipe) -> Run:
     root = Path(recipe.run.output_dir) / recipe.run.name
     rd = RunDir(root, is_main=state.is_main_process, barrier=state.wait_for_everyone)
     if rd.is_main:
-        write_text_atomic(root / "recipe.resolved.yaml", dump_recipe(recipe))
+        write_text_atomic(root / "recipe.resolved.yaml", scrub(dump_recipe(recipe)))  # env secrets' values blanked
     setup_tracking(recipe.tracking, root, recipe.run.name, recipe.model_dump(mode="json"))
     return Run(recipe, rd)
 

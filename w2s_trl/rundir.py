@@ -119,7 +119,9 @@ class RunDir:
             if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") != fp:
                 shutil.rmtree(work_root)  # checkpoints of different inputs are useless
             work_root.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(meta_path, {"fingerprint": fp, "inputs": inputs})
+            from w2s_trl.redact import scrub
+
+            write_json_atomic(meta_path, scrub({"fingerprint": fp, "inputs": inputs}))
             shutil.rmtree(work_root / "out", ignore_errors=True)
             (work_root / "out").mkdir()
         self.barrier()
@@ -132,6 +134,7 @@ class RunDir:
         if self.is_main:
             record = {"stage": name, "fingerprint": fp, "runtime_s": round(runtime, 2), "inputs": inputs}
             record.update(extra or {})
+            record = scrub(record)  # the fingerprint holds the inputs; the file never holds an environment secret
             write_json_atomic(work.out / "stage.json", record)
             if final.exists():
                 shutil.rmtree(final)
