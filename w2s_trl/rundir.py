@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from w2s_trl.redact import scrub
+
 FINGERPRINT_VERSION = "1"  # bump when a stage's computation changes meaning
 
 
@@ -119,8 +121,6 @@ class RunDir:
             if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") != fp:
                 shutil.rmtree(work_root)  # checkpoints of different inputs are useless
             work_root.mkdir(parents=True, exist_ok=True)
-            from w2s_trl.redact import scrub
-
             write_json_atomic(meta_path, scrub({"fingerprint": fp, "inputs": inputs}))
             shutil.rmtree(work_root / "out", ignore_errors=True)
             (work_root / "out").mkdir()
