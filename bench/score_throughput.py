@@ -106,7 +106,8 @@ def unshared_scores(source, rows) -> list[float | None]:
             contexts = source.contexts(prompts, side, domains)
             logp[side] = response_logprobs(model, tok, contexts, completions, source.spec.score_batch_size, ids=ids,
                                            desc=f"unshared ({side})", autocast_dtype=source.autocast,
-                                           max_length=model_limit(model), partners=partners, share_prefix=False)  # fmt: skip
+                                           max_length=model_limit(model), partners=partners,
+                                           share_prefix=False)  # fmt: skip
     (s_sum, s_n), (w_sum, w_n) = logp["strong"], logp["weak"]
     return density_ratio(s_sum, s_n, w_sum, w_n, source.spec.normalize)
 
@@ -174,10 +175,11 @@ def run_set(source, which: str, pairs: int, repeat: int, sync) -> dict:
     rows = load_rows(which, pairs)
     x, ctx = prompt_lengths(source, rows)
     print(f"\n== {which}: {len(rows)} pairs ({2 * len(rows)} responses x 2 sides); prompt tokens x: p50 {x['p50']}, "
-          f"p95 {x['p95']}, max {x['max']}; scored context c_S(x): p50 {ctx['p50']}, p95 {ctx['p95']}", flush=True)  # fmt: skip
+          f"p95 {x['p95']}, max {x['max']}; scored context c_S(x): p50 {ctx['p50']}, p95 {ctx['p95']}",
+          flush=True)  # fmt: skip
 
-    for side in SIDES:  # warm-up (kernels, allocator, caches of the tokenizer) for every side
-        SCORERS[side](source, rows[:2])
+    for side in SIDES:  # warm-up (kernels, allocator, the tokenizer's caches) for every side, one pair
+        SCORERS[side](source, rows[:1])
 
     times = {s: [] for s in SIDES}
     scores = {s: [] for s in SIDES}

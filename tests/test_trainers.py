@@ -291,3 +291,46 @@ def test_precomputed_and_cached_reference_give_the_same_training(tmp_path):
     other = recipe_for("dpo_weak_rm.yaml", "align.args.bf16=true")  # another numeric mode: another cache file
     third, _ = make_trainer(other, rows, str(tmp_path / "c"), "c", max_length=512, ref_cache_dir=tmp_path / "cache")
     assert third.ref_cache_hits == 0 and len(list((tmp_path / "cache").glob("ref_logps-*.json"))) == 2
+
+
+def test_a_diverging_training_stops_with_a_clear_error(tmp_path):
+    """Weights that turn NaN after the first step (what a diverging update leaves): TRL's DPO then logs a loss of 0.0
+    but a NaN gradient norm, and the stage stops there with one message; it is never saved as a finished model."""
+    from transformers import TrainerCallback
+
+    from w2s_trl.errors import W2SError
+    from w2s_trl.rundir import StageWork
+    from w2s_trl.trainer_args import run_training
+
+    class PoisonAfterFirstStep(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step == 1:
+                with torch.no_grad():
+                    next(p for n, p in model.named_parameters() if "lora_B" in n).fill_(float("nan"))
+
+    recipe = recipe_for("dpo_weak_rm.yaml", "align.args.max_steps=4", "align.args.logging_steps=1")
+    trainer, _ = make_trainer(recipe, labelled_rows(16), str(tmp_path / "ck"), "diverge", max_length=512)
+    trainer.add_callback(PoisonAfterFirstStep())
+    work = StageWork(out=tmp_path / "out", checkpoints=tmp_path / "ck")
+    work.out.mkdir()
+    with pytest.raises(W2SError, match=r"diverge: the training diverged \(grad_norm nan at step 2\)"):
+        run_training(trainer, work, "adapter", "diverge")
+    assert not (work.out / "adapter").exists()
+
+
+def test_a_reward_source_returning_nan_names_itself_and_the_example():
+    from w2s_trl.errors import W2SError
+    from w2s_trl.rewards.base import RewardSource
+
+    class Broken(RewardSource):
+        kind = "broken"
+
+        def score(self, prompts, completions, ids=None, count=None, partners=None):
+            return [float("nan") if "bad" in c[-1]["content"] else 1.0 for c in completions]
+
+    rows = [{"id": "r1", "prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "ok"}],
+             "rejected": [{"role": "assistant", "content": "bad"}]}]
+    with pytest.raises(W2SError, match=r"reward source 'broken' returned nan for r1/rejected"):
+        Broken().score_pairs(rows)
+    with pytest.raises(W2SError, match=r"returned nan for completion 1 of this batch"):
+        Broken()(["q", "q"], ["ok", "bad"])  # TRL's reward-function call (best-of-N, online RL)

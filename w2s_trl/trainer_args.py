@@ -94,8 +94,10 @@ def whole_run_loss(state, this_session: float, resume: str | None) -> float:
 
 
 def divergence_guard(label: str):
-    """A callback that stops a training whose logged loss is NaN or infinite: the stage fails with this message (it is
-    not marked complete; earlier stages are kept) instead of saving a broken model for the next stages to use."""
+    """A callback that stops a training whose logged loss or gradient norm is NaN or infinite: the stage fails with
+    this message (it is not marked complete; earlier stages are kept) instead of saving a broken model for the next
+    stages. The gradient norm matters: with NaN weights TRL's DPO logs a loss of 0.0 (measured), never NaN. Under fp16
+    an infinite gradient norm is the loss scaler skipping a step, not a divergence, so only the loss counts there."""
     import math
 
     from transformers import TrainerCallback
@@ -105,7 +107,8 @@ def divergence_guard(label: str):
     class DivergenceGuard(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             for key, value in (logs or {}).items():
-                if key.endswith("loss") and isinstance(value, float) and not math.isfinite(value):
+                watched = key.endswith("loss") or (key == "grad_norm" and not args.fp16)
+                if watched and isinstance(value, float) and not math.isfinite(value):
                     raise W2SError(f"{label}: the training diverged ({key} {value} at step {state.global_step}); the "
                                    "stage stops unsaved and earlier stages are kept. Lower the learning rate, set "
                                    "max_grad_norm, or check the data and reward for extreme values")  # fmt: skip
