@@ -19,6 +19,11 @@ as the recipe says unless `--no-autocast`). It reads /proc/self/status:
          reference log-prob pass and the steps
   peak   the whole process's peak: max(setup, train) = getrusage ru_maxrss had it not been reset
 
+and RssAnon+RssFile after loading and after training: safetensors weights are memory-mapped, so file pages that a
+pass has touched count in RSS (reclaimable by the kernel, unlike anonymous memory); the split shows which is which,
+with the resident part of the mapped .safetensors files after training. (So fp32 `load` is small: its weights enter
+RSS as the first pass touches them; nf4 reads them all to quantize.)
+
 Step time: the mean over steps 2.. of each run (the first step is a warm-up). Ratios nf4/fp32 are taken per round
 (the processes of one round ran back to back) and given as median and min-max over the rounds. The issue's target is
 peak nf4/fp32 <= 0.5x; the "net" ratio subtracts `base` (the libraries, the same in both), which is what 4-bit can
@@ -49,6 +54,18 @@ def status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def mapped_kb(suffix: str) -> int:
+    """Resident kB of this process's mappings of files named *suffix (the memory-mapped weight files)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):  # a mapping's header line
+            inside = line.rstrip().endswith(suffix)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
 
 
 def reset_peak() -> bool:
@@ -90,6 +107,7 @@ def child(a) -> None:
     model, tok = load_strong_base(recipe, prepare=recipe.align.trainer not in PREPARES_KBIT)
     load_s = time.perf_counter() - start
     load = status_kb("VmRSS")
+    load_split = (status_kb("RssAnon"), status_kb("RssFile"))
     quantized = next((type(m).__name__ for n, m in model.named_modules() if n.endswith("q_proj")), "?")
     max_length = min(a.max_length, model_limit(model) or a.max_length)
     times: list[float] = []
@@ -111,10 +129,14 @@ def child(a) -> None:
         trainer.train()
         train_s = time.perf_counter() - start
         train_peak = status_kb("VmHWM")
+        end_split = (status_kb("RssAnon"), status_kb("RssFile"))
+        weights_file = mapped_kb(".safetensors")
     timed = times[1:] or times
     print(MARK + json.dumps({
         "config": a.child, "base": base, "load": load, "after_setup": after_setup, "setup_peak": setup_peak,
-        "train_peak": train_peak, "peak": max(setup_peak, train_peak), "reset": was_reset, "load_s": load_s,
+        "train_peak": train_peak, "peak": max(setup_peak, train_peak),
+        "load_anon_file": load_split, "end_anon_file": end_split,
+        "weights_file": weights_file, "reset": was_reset, "load_s": load_s,
         "train_s": train_s, "step_s": statistics.mean(timed), "steps": len(times), "layer": quantized,
         "bf16": recipe.align.args.get("bf16"), "max_length": max_length, "threads": torch.get_num_threads(),
     }), flush=True)  # fmt: skip
@@ -125,11 +147,15 @@ def run_child(a, config: str) -> dict:
            "--steps", str(a.steps), "--pairs", str(a.pairs), "--max-length", str(a.max_length)]  # fmt: skip
     cmd += ["--no-autocast"] if a.no_autocast else []
     cmd += ["--threads", str(a.threads)] if a.threads else []
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
     if done.returncode != 0 or not lines:
         sys.exit(f"{config} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(lines[-1][len(MARK) :])
+
+
+def mib(anon_file) -> str:
+    return "+".join(f"{v / 1024:.0f}" for v in anon_file)
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -163,7 +189,9 @@ def main() -> None:
             print(f"round {r + 1} {c:13s}: base {res['base'] / 1024:.0f} MiB, load {res['load'] / 1024:.0f}, "
                   f"setup peak {res['setup_peak'] / 1024:.0f}, train peak {res['train_peak'] / 1024:.0f}, "
                   f"peak {res['peak'] / 1024:.0f}; step {res['step_s']:.2f} s, train() {res['train_s']:.1f} s, "
-                  f"load {res['load_s']:.1f} s ({res['layer']})", flush=True)  # fmt: skip
+                  f"load {res['load_s']:.1f} s ({res['layer']}); RSS anon+file after load {mib(res['load_anon_file'])}, "
+                  f"after train {mib(res['end_anon_file'])} (of which the mapped .safetensors files "
+                  f"{res['weights_file'] / 1024:.0f})", flush=True)  # fmt: skip
     first = runs["fp32"][0]
     print(f"\nmodel {a.model}; {a.pairs} pairs/step, {a.steps} steps (first untimed), max_length {first['max_length']}; "
           f"bf16 autocast {first['bf16']}; {first['threads']} threads; peak reset before train(): {first['reset']}")
@@ -171,13 +199,13 @@ def main() -> None:
     print(f"{'config':13s} {'base':>16s} {'load':>16s} {'setup peak':>16s} {'train peak':>16s} {'peak':>16s} "
           f"{'step s':>18s}")  # fmt: skip
     for c in configs:
-        col = lambda k: spread([x[k] / 1024 for x in runs[c]], "{:.0f}")  # noqa: E731
+        col = lambda k, c=c: spread([x[k] / 1024 for x in runs[c]], "{:.0f}")
         print(f"{c:13s} {col('base'):>16s} {col('load'):>16s} {col('setup_peak'):>16s} {col('train_peak'):>16s} "
               f"{col('peak'):>16s} {spread([x['step_s'] for x in runs[c]], '{:.2f}'):>18s}")  # fmt: skip
     print()
     for c in configs[1:]:
         pairs = list(zip(runs[c], runs["fp32"]))
-        ratio = lambda f: spread([f(q) / f(b) for q, b in pairs], "{:.2f}x")  # noqa: E731
+        ratio = lambda f, pairs=pairs: spread([f(q) / f(b) for q, b in pairs], "{:.2f}x")
         print(f"{c} / fp32: peak {ratio(lambda x: x['peak'])} (issue target <= 0.5x); "
               f"net of base: peak {ratio(lambda x: x['peak'] - x['base'])}, "
               f"load {ratio(lambda x: x['load'] - x['base'])}, train peak {ratio(lambda x: x['train_peak'] - x['base'])}; "
