@@ -293,3 +293,53 @@ def test_oversize_rows_never_reach_a_model(tmp_path):
 
     one = cut_prompt([{"role": "system", "content": "sys"}, {"role": "user", "content": "y" * 50 + "end"}], limit=20)
     assert one == [{"role": "system", "content": "sys"}, {"role": "user", "content": "y" * 14 + "end"}]
+
+
+def test_real_file_quirks_load(tmp_path):
+    """A byte-order mark, U+2028 inside a string (valid JSON, written raw by ensure_ascii=False), CRLF line ends."""
+    row = {"prompt": "line\u2028separator and \u0085 next-line", "chosen": "a", "rejected": "b"}
+    path = tmp_path / "quirks.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (json.dumps(row, ensure_ascii=False) + "\r\n").encode() * 2
+                     + json.dumps({**row, "chosen": "c"}, ensure_ascii=False).encode())
+    loaded = load_source(str(path), 0, 0, [])
+    assert loaded.invalid == 0 and len(loaded.rows) == 2 and loaded.duplicates == 1
+    assert loaded.rows[0]["prompt"][0]["content"] == row["prompt"]
+    (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([row]).encode())
+    assert len(load_source(str(tmp_path / "b.json"), 0, 0, []).rows) == 1
+
+
+def test_a_mixture_keeps_each_datasets_own_ids_apart_and_names_an_empty_entry(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"id": 1, "prompt": f"{name}?", "chosen": "y", "rejected": "n"}) + "\n")
+    rows = load_source("", 0, 0, [], datasets=[{"path": str(tmp_path / "a.jsonl")}, {"path": str(tmp_path / "b.jsonl")}]).rows
+    assert [r["id"] for r in rows] == ["0:1", "1:1"]
+    (tmp_path / "bad.jsonl").write_text("[1]\n")
+    with pytest.raises(DataError, match=r"bad.jsonl has no valid rows, so no mixture with its fraction exists"):
+        load_source("", 0, 0, [], datasets=[{"path": str(tmp_path / "a.jsonl"), "fraction": 0.5},
+                                            {"path": str(tmp_path / "bad.jsonl"), "fraction": 0.5}])
+
+
+def test_a_system_message_in_the_prompt_column_survives_the_conversation_format():
+    from w2s_trl.data import split_prompt
+
+    conv = lambda a: [{"role": "user", "content": "Q"}, {"role": "assistant", "content": a}]  # noqa: E731
+    row = split_prompt({"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}],
+                        "chosen": conv("A"), "rejected": conv("B")}, "x")
+    assert row["prompt"] == [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+
+
+def test_a_local_dataset_folder_of_compressed_files_is_a_data_source(tmp_path):
+    """A local copy of Anthropic/hh-rlhf holds */train.jsonl.gz; a model folder is not data."""
+    from w2s_trl.data import check_local_source
+
+    (tmp_path / "hh" / "helpful-base").mkdir(parents=True)
+    (tmp_path / "hh" / "helpful-base" / "train.jsonl.gz").write_bytes(b"")
+    check_local_source(str(tmp_path / "hh"))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")  # a .json file, but a model folder's
+    (tmp_path / "model" / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="is a model folder, not data"):
+        check_local_source(str(tmp_path / "model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is a folder without data files"):
+        check_local_source(str(tmp_path / "empty"))

@@ -40,7 +40,7 @@ BAD_FIELDS = {
     "strong.chat_template": ["", "{% for m in messages %}", "{{ 'constant' }}"],
     "align.trainer": ["ppo2", 3],
     "align.args.beta": [-1, 0, math.nan, math.inf, "high"],
-    "align.args.learning_rate": ["fast", -1, 0, math.inf],
+    "align.args.learning_rate": ["fast", -1, math.inf],
     "align.args.per_device_train_batch_size": [0, -1, 2.5, "two"],
     "align.args.gradient_accumulation_steps": [0],
     "align.args.max_length": [0, -1, "long"],
@@ -76,15 +76,15 @@ def set_path(raw: dict, dotted: str, value) -> dict:
     return raw
 
 
-def recipe_cases() -> list[tuple[str, str]]:
-    """(id, recipe text): bad field values, then bad files."""
+def recipe_cases() -> list[tuple[str, str, str | None]]:
+    """(id, recipe text, the key the error must name): bad field values, then bad files."""
     import copy
 
     cases = []
     for field, values in BAD_FIELDS.items():
         for i, value in enumerate(values):
             raw = set_path(copy.deepcopy(BASE), field, value)
-            cases.append((f"{field}[{i}]", yaml.safe_dump(raw)))
+            cases.append((f"{field}[{i}]", yaml.safe_dump(raw), field.split(".")[-1]))
     text = (REPO / "recipes" / "dpo_weak_rm.yaml").read_text()
     cases += [
         ("duplicate-key", text + "\nrun:\n  name: again\n"),
@@ -99,7 +99,7 @@ def recipe_cases() -> list[tuple[str, str]]:
         ("unknown-section", text + "\nextras: {a: 1}\n"),
         ("binary", "\x00\x01\x02"),
     ]
-    return cases
+    return [c if len(c) == 3 else (*c, None) for c in cases]
 
 
 OVERRIDES = [
@@ -212,10 +212,12 @@ def sandbox(tmp_path, monkeypatch):
     return tmp_path, snapshot
 
 
-def problem(code: int, capsys, case: str) -> str | None:
-    """What is wrong with a case's outcome (None: a clean error)."""
+def problem(code: int, capsys, case: str, names: str | None = None) -> str | None:
+    """What is wrong with a case's outcome (None: a clean error that names `names`, the key at fault, if given)."""
     out = capsys.readouterr()
     text = out.out + out.err
+    if names is not None and code == 2 and names not in out.err:
+        return f"{case}: the error does not name '{names}': {out.err[-500:]}"
     if code != 2:
         return f"{case}: exit {code}: {text[-800:]}"
     if "Traceback" in text or "unexpected" in out.err:
@@ -230,17 +232,21 @@ def test_generated_malformed_inputs_fail_cleanly_and_touch_nothing_else(sandbox,
     before = snapshot()
     run_args = ["run.output_dir=runs", "tracking.report_to=[]"]
     counts, problems = {}, []
+    # the positive control: the unmodified base recipe, as every case runs it, succeeds (so a case's exit 2 is its own)
+    (root / "case.yaml").write_text(yaml.safe_dump(BASE))
+    assert train_main(["case.yaml", "--smoke", "--stop-after", "data"]) == 0, capsys.readouterr().err[-2000:]
+    capsys.readouterr()
 
-    def train(case, argv):
+    def train(case, argv, names=None):
         try:
             code = train_main(argv)
         except SystemExit as e:  # argparse's own errors (usage + message, exit 2)
             code = e.code
-        problems.append(problem(code, capsys, case))
+        problems.append(problem(code, capsys, case, names))
 
-    for case, text in recipe_cases():
+    for case, text, names in recipe_cases():
         (root / "case.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
-        train(case, ["case.yaml", "--smoke", "--stop-after", "data"])
+        train(case, ["case.yaml", "--smoke", "--stop-after", "data"], names)
     counts["recipes"] = len(recipe_cases())
     for override in OVERRIDES:
         train(override, ["recipes/dpo_weak_rm.yaml", *run_args, override, "--smoke", "--stop-after", "data"])

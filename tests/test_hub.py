@@ -86,9 +86,11 @@ def test_a_run_pushes_its_adapters_and_a_model_card(tmp_path):
         assert out.returncode == 2 and "exists and is public, but this push asks for private" in out.stderr
         # a re-push replaces what an earlier push left (a stale vocab.json, an old .bin adapter), keeps the rest
         files = hub.state.repos["lab/w2s-student"]["files"]
-        files.update({"vocab.json": b"{}", "adapter_model.bin": b"old", "notes/eval.md": b"mine"})
+        files.update({"vocab.json": b"{}", "adapter_model.bin": b"old", "notes/eval.md": b"mine",
+                      "merged/model.safetensors": b"a merged model someone uploaded"})
         assert run([*args, "--public", "--stage", "student"], env).returncode == 0
         assert {"vocab.json", "adapter_model.bin"}.isdisjoint(files) and files["notes/eval.md"] == b"mine"
+        assert "merged/model.safetensors" in files
         assert {"README.md", "adapter_config.json", "adapter_model.safetensors"} <= set(files)
 
 

@@ -61,7 +61,7 @@ BAD_RECIPES = [
     ("unknown_trl_argument_is_named_with_suggestion", lambda r: r["align"]["args"].update(betta=0.2),
      r"align\.args: unknown DPOConfig argument 'betta'; did you mean beta"),
     ("bad_trl_argument_value", lambda r: r["align"]["args"].update(lr_scheduler_type="zigzag"),
-     r"align\.args: DPOConfig rejected these arguments"),
+     r"align\.args: 'lr_scheduler_type': 'zigzag' is not one of linear, cosine"),
     ("args_owned_by_w2s_trl", lambda r: r["align"]["args"].update(output_dir="/tmp/x"),
      r"'output_dir' is set by w2s-trl from the run directory"),
     ("reward_training_args_checked_against_reward_config", lambda r: r["weak"].update(reward={"model": "tiny:reward-model", "train": {"beta": 1}}),
@@ -324,3 +324,27 @@ def test_report_to_needs_its_package(tmp_path, monkeypatch):
     path = write_recipe(tmp_path, lambda r: r["tracking"].update(report_to=["wandb", "trackio"]))
     with pytest.raises(RecipeError, match=r"tracking\.report_to: .*trackio is not installed: pip install trackio"):
         load_recipe(path)
+
+
+def test_yaml_traps_are_caught_at_load(tmp_path):
+    """A key twice on one line, and a few hundred bytes of nested aliases that expand to billions of values."""
+    one_line = tmp_path / "dup.yaml"
+    one_line.write_text("run: {name: a, name: b}\n")
+    with pytest.raises(RecipeError, match=r"key 'name' given twice \(lines 1 and 1\)"):
+        load_recipe(one_line)
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(8)))
+    with pytest.raises(RecipeError, match="more than 100,000 values once YAML aliases are expanded"):
+        load_recipe(laughs)
+
+
+def test_output_dir_may_live_under_usr(tmp_path):
+    """Only the system trees (/proc, /sys, /dev) and the system folders themselves are refused: a Docker WORKDIR such
+    as /usr/src/app is a user's place."""
+    from w2s_trl.recipe import RunSection
+
+    assert RunSection(name="x", output_dir="/usr/src/app/runs").output_dir == "/usr/src/app/runs"
+    for bad in ("/usr", "/proc/1", "/dev/shm/x"):
+        with pytest.raises(ValueError, match="is a system folder"):
+            RunSection(name="x", output_dir=bad)

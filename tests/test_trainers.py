@@ -288,6 +288,10 @@ def test_precomputed_and_cached_reference_give_the_same_training(tmp_path):
                 for p, r, v in zip(d["prompt_ids"], d[f"{side}_ids"], d[column])}  # fmt: skip
 
     assert by_sequence(second) == by_sequence(first) and len(by_sequence(first)) == 2 * len(rows)
+    plain, _ = make_trainer(recipe, swapped, str(tmp_path / "p"), "p", max_length=512)  # TRL's own pass, no cache
+    computed, cached = by_sequence(plain), by_sequence(second)
+    assert computed.keys() == cached.keys()
+    assert [cached[k] for k in computed] == pytest.approx([computed[k] for k in computed], rel=1e-5)
     other = recipe_for("dpo_weak_rm.yaml", "align.args.bf16=true")  # another numeric mode: another cache file
     third, _ = make_trainer(other, rows, str(tmp_path / "c"), "c", max_length=512, ref_cache_dir=tmp_path / "cache")
     assert third.ref_cache_hits == 0 and len(list((tmp_path / "cache").glob("ref_logps-*.json"))) == 2

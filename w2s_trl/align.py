@@ -130,7 +130,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     if ref_cache_dir is not None and getattr(config, "precompute_ref_log_probs", False):
         from w2s_trl.training.reference import cache_path, with_reference_cache
 
-        identity = reference_identity(recipe, args)
+        identity = reference_identity(recipe, args, model)
         Trainer, extra = with_reference_cache(Trainer), {**extra, "ref_cache": (cache_path(ref_cache_dir, identity), identity)}
     trainer = Trainer(
         model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
@@ -140,14 +140,20 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     return trainer, count
 
 
-def reference_identity(recipe: Recipe, args: dict) -> dict:
-    """What the reference log-probs depend on: the base model and how it is loaded, and the trainer arguments (numeric
-    mode, max_length, ld_alpha, batch sizes); not the stage, the rows' order or the conflict term."""
-    from w2s_trl.models import embedded_revision
+def reference_identity(recipe: Recipe, args: dict, model) -> dict:
+    """What the reference log-probs depend on: the base weights (the hub commit they came from; a local folder's weight
+    files by size and time, so a folder saved again in place is another reference), how they are loaded, and the
+    trainer arguments (numeric mode, max_length, ld_alpha, batch sizes); not the stage, row order or conflict term."""
+    from w2s_trl.models import embedded_revision, resolve_model_path
 
     strong = recipe.strong
-    return {"model": strong.model, "revision": embedded_revision(strong.model), "chat_template": strong.chat_template,
-            "quantization": strong.quantization.model_dump(), "trainer": recipe.align.trainer, "args": args}
+    folder = Path(resolve_model_path(strong.model))
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.glob("*")
+                   if f.suffix in (".safetensors", ".bin", ".gguf")) if folder.is_dir() else []  # fmt: skip
+    return {"model": strong.model, "revision": embedded_revision(strong.model), "weights": files,
+            "commit": getattr(getattr(model, "config", None), "_commit_hash", None),
+            "chat_template": strong.chat_template, "quantization": strong.quantization.model_dump(),
+            "trainer": recipe.align.trainer, "args": args}  # fmt: skip
 
 
 def shared_dataset(dataset, folder: str):

@@ -87,9 +87,13 @@ def guarded(work, debug: bool = False) -> int:
     except OSError as e:
         if debug:
             raise
+        import errno
+
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e} (a read-only or full disk? the stage that failed is not marked "
-              "complete; completed stages are kept)", file=sys.stderr)  # fmt: skip
+        disk = e.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)
+        hint = (" (the disk is full or read-only, or the folder is not yours; " if disk else " (") + (
+            "the stage that failed is not marked complete; completed stages are kept)")
+        print(f"error: {where}{e.strerror or e}{hint}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, SystemExit):
         raise

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from w2s_trl.errors import DataError
+from w2s_trl.errors import DataError, path_exists
 
 SPLITS = ("weak_train", "w2s_train", "test")
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -158,8 +158,12 @@ def split_prompt(record: dict, where: str) -> dict:
     if len(chosen) > 1 or len(rejected) > 1 or chosen[0]["role"] != "assistant":  # the prompt is (also) inside
         if prompt and chosen[: len(prompt)] == prompt and rejected[: len(prompt)] == prompt:
             chosen, rejected = chosen[len(prompt) :], rejected[len(prompt) :]
-        elif prompt and chosen[:1] == rejected[:1] and chosen[:1] and chosen[0]["role"] != "assistant":
-            prompt = []  # a prompt column that repeats the conversation's first turn (UltraFeedback binarized)
+        elif prompt and chosen[:1] == rejected[:1] and chosen[0]["role"] != "assistant":
+            # the prompt column repeats the conversation's first turns (UltraFeedback binarized: prompt "Q",
+            # chosen [user Q, assistant A]); keep what the conversation does not (a leading system message)
+            overlap = next((k for k in range(min(len(prompt), len(chosen)), 0, -1)
+                            if prompt[-k:] == chosen[:k] == rejected[:k]), 0)  # fmt: skip
+            prompt = prompt[:-overlap] if overlap else []
         extracted = extract_prompt({"chosen": prompt + chosen, "rejected": prompt + rejected})
         prompt, chosen, rejected = extracted["prompt"], extracted["chosen"], extracted["rejected"]
     if not prompt:
@@ -200,6 +204,8 @@ def cut_prompt(prompt: list[dict], limit: int = MAX_PROMPT_CHARS) -> list[dict]:
     if sum(len(m["content"]) for m in prompt) <= limit:
         return prompt
     head = prompt[:1] if prompt[0]["role"] == "system" and len(prompt) > 1 else []
+    if head and len(head[0]["content"]) > limit // 2:  # a system message alone may not take the whole budget
+        head = [{**head[0], "content": head[0]["content"][-(limit // 2) :]}]
     rest = prompt[len(head) :]
     while len(rest) > 1 and sum(len(m["content"]) for m in head + rest) > limit:
         rest = rest[1:]
@@ -240,7 +246,7 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
             import pyarrow.parquet as pq
 
             return [(f"row {i}", r) for i, r in enumerate(pq.read_table(path).to_pylist(), 1)]
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is not part of the data
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the file as UTF-8") from None
     except OSError as e:
@@ -258,7 +264,8 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
             raise DataError(f"{path}: expected a list of records (or {{\"data\": [...]}}), got {type(data).__name__}")
         return [(f"row {i}", r) for i, r in enumerate(data, 1)]
     out = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028 and friends may sit inside a string
+        line = line.removesuffix("\r")
         if line.strip():
             try:
                 out.append((f"line {i}", json.loads(line)))
@@ -299,21 +306,27 @@ class Loaded:
                 "duplicates": self.duplicates}  # fmt: skip
 
 
-DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv")
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv", ".tsv", ".txt", ".gz", ".bz2", ".xz", ".zst", ".zip")
+DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json", "README.md")
 
 
 def check_local_source(source: str) -> None:
     """At recipe load: a source that exists on disk must be a data file of a supported type or a dataset folder (data
     files within two levels, as a saved hub repo has), not any folder or file (`/etc`, a model folder)."""
     path = Path(source)
-    if source == "testbed:hh" or not path.exists():
+    if source == "testbed:hh" or not path_exists(source):
         return
     if path.is_file():
         if path.suffix.lower() not in (".jsonl", ".json", ".parquet"):
             raise ValueError(f"'{source}' is a {path.suffix or 'suffix-less'} file; a data file is .jsonl, .json or "
                              ".parquet")  # fmt: skip
         return
-    found = any(p.suffix.lower() in DATA_SUFFIXES for pattern in ("*", "*/*", "*/*/*") for p in path.glob(pattern))
+    weights = [p for p in path.glob("*") if p.suffix in (".safetensors", ".bin", ".gguf")]
+    if (path / "config.json").is_file() and weights:
+        raise ValueError(f"'{source}' is a model folder, not data (config.json and {weights[0].name}); give a data "
+                         "file, a dataset folder or a hub dataset id")  # fmt: skip
+    found = any(p.suffix.lower() in DATA_SUFFIXES or p.name in DATASET_MARKERS
+                for pattern in ("*", "*/*", "*/*/*") for p in path.glob(pattern))  # fmt: skip
     if not found:
         raise ValueError(f"'{source}' is a folder without data files ({', '.join(DATA_SUFFIXES)} within two levels); "
                          "give a data file, a saved dataset repo folder, or a hub id")
@@ -333,7 +346,7 @@ def read_entry(entry: dict) -> list[tuple[str, object]]:
     """(where, record) of one `data.datasets` entry: a local file directly (line numbers, malformed lines counted),
     anything else (hub id, saved repo folder, builder + data_files) through `datasets.load_dataset`."""
     path = Path(entry["path"])
-    if path.is_file() and not entry.get("data_files"):
+    if path_exists(path, "file") and not entry.get("data_files"):
         records = read_local_file(path)
         if entry.get("columns"):
             keep = entry["columns"]
@@ -378,7 +391,10 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
                     raise DataError(f"{where}: {record}")
                 if not isinstance(record, dict):
                     raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
-                part.append(normalize_record(record, where, hub_objective, entry.get("objective")))
+                row = normalize_record(record, where, hub_objective, entry.get("objective"))
+                if len(entries) > 1 and isinstance(record, dict) and "id" in record:
+                    row["id"] = f"{n}:{row['id']}"  # datasets that each number their rows 1, 2, ... do not clash
+                part.append(row)
             except DataError as e:
                 if on_invalid == "error":
                     raise DataError(f"{e} (data.on_invalid is 'error'; set it to 'skip' to skip and count such rows)") from None
@@ -387,6 +403,10 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
                     out.invalid_examples.append(str(e).removeprefix(f"{source} ") if not datasets else str(e))
         parts.append(part)
     if datasets and any(e.get("fraction") is not None for e in datasets):
+        empty = [e["path"] for e, part in zip(datasets, parts) if not part]
+        if empty:  # TRL's rule would shrink the whole mixture to nothing
+            raise DataError(f"data.datasets: {', '.join(empty)} has no valid rows, so no mixture with its fraction "
+                            "exists; fix or remove it")  # fmt: skip
         parts = [part[:k] for part, k in zip(parts, mixture_counts([len(p) for p in parts], [e["fraction"] for e in datasets]))]
     seen: dict[str, str] = {}
     for row in (row for part in parts for row in part):

@@ -15,3 +15,15 @@ class DataError(W2SError):
 
 class ModelSpecError(W2SError):
     """A model field names something that cannot be loaded."""
+
+
+def path_exists(path, kind: str = "any") -> bool:
+    """Whether a user-given path exists (kind "file" / "dir": and is one). A name the OS cannot even look up (too
+    long, a NUL byte, a surrogate) does not exist, instead of raising from inside a validation."""
+    from pathlib import Path
+
+    try:
+        p = Path(path)
+        return p.is_file() if kind == "file" else p.is_dir() if kind == "dir" else p.exists()
+    except (OSError, ValueError):
+        return False

@@ -28,7 +28,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 # What a w2s-trl push writes: on a re-push, files of these kinds that the new push does not carry (another
 # tokenizer's vocab.json, an old adapter) are deleted in the same commit; anything else in the repo is left alone
-PUSHED_PATTERNS = ["README.md", "adapter_*", "*.safetensors", "*.bin", *TOKENIZER_FILES]
+# (exact top-level names: a glob's * would cross folders and take a merged model's shards with it)
+PUSHED_PATTERNS = ["README.md", "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", *TOKENIZER_FILES]
 
 
 class PushError(W2SError):
@@ -195,7 +196,8 @@ def push_run(run_dir: Path, stages: list[str] | None = None, repo_id: str | None
                                         f"asks for {'private' if private else 'public'}: change it on the Hub, or push "
                                         "under another --repo-id")  # fmt: skip
                     info = api.upload_folder(folder_path=tmp, repo_id=rid, repo_type="model",
-                                             delete_patterns=PUSHED_PATTERNS, commit_message=f"w2s-trl: {stage} adapter of run {recipe['run']['name']}")
+                                             delete_patterns=PUSHED_PATTERNS,
+                                             commit_message=f"w2s-trl: {stage} adapter of run {recipe['run']['name']}")
                 except PushError:
                     raise
                 except Exception as e:  # noqa: BLE001

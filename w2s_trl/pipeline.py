@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+
 from w2s_trl.models import is_hub_spec, read_chat_template
 from w2s_trl.redact import scrub
 from w2s_trl.recipe import Recipe, dump_recipe
@@ -472,7 +473,8 @@ def start_run(recipe: Recipe) -> Run:
     root = Path(recipe.run.output_dir) / recipe.run.name
     rd = RunDir(root, is_main=state.is_main_process, barrier=state.wait_for_everyone)
     if rd.is_main:
-        write_text_atomic(root / "recipe.resolved.yaml", scrub(dump_recipe(recipe)))  # env secrets' values blanked
+        # environment secrets' values blanked in the values, then dumped (so the YAML stays valid)
+        write_text_atomic(root / "recipe.resolved.yaml", dump_recipe(recipe, scrub))
     setup_tracking(recipe.tracking, root, recipe.run.name, recipe.model_dump(mode="json"))
     return Run(recipe, rd)
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from w2s_trl.errors import RecipeError
+from w2s_trl.errors import RecipeError, path_exists
 from w2s_trl.models import check_model_spec
 from w2s_trl.rewards import (
     REWARD_KINDS,
@@ -57,7 +57,8 @@ REWARD_TAGS: dict[str, type[BaseModel]] = {name: kind.spec for name, kind in REW
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
-SYSTEM_DIRS = ("/proc", "/sys", "/dev", "/boot", "/etc", "/bin", "/sbin", "/usr", "/lib", "/lib64")
+SYSTEM_TREES = ("/proc", "/sys", "/dev")  # nothing of a run belongs anywhere under these
+SYSTEM_DIRS = ("/", "/boot", "/etc", "/bin", "/sbin", "/usr", "/lib", "/lib64", "/var")  # these folders themselves
 
 
 class RunSection(Strict):
@@ -80,10 +81,13 @@ class RunSection(Strict):
     def _writable_place(cls, v: str) -> str:
         if "\x00" in v:
             raise ValueError("contains a NUL character")
-        resolved = Path(v).expanduser().resolve()
-        if any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_DIRS):
+        try:
+            resolved = Path(v).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ValueError(f"not a usable path ({e})") from None
+        if any(resolved == Path(d) or Path(d) in resolved.parents for d in SYSTEM_TREES) or str(resolved) in SYSTEM_DIRS:
             raise ValueError(f"'{v}' is a system folder ({resolved}); runs go to a folder of your own, e.g. runs")
-        if resolved.exists() and not resolved.is_dir():
+        if path_exists(resolved) and not path_exists(resolved, "dir"):
             raise ValueError(f"'{v}' exists and is not a folder")
         return v
     offline: Literal["auto", "on", "off"] = Field(
@@ -226,11 +230,15 @@ class DataSection(Strict):
         """Local files and folders the data is read from (their contents key the cached data stage)."""
         if not self.datasets:
             return [self.source]
+        import glob
+
         out = []
         for d in self.datasets:
             files = d.data_files
             files = [files] if isinstance(files, str) else list(files.values()) if isinstance(files, dict) else files or []
-            out += [d.path, *(f for group in files for f in ([group] if isinstance(group, str) else group))]
+            for f in (f for group in files for f in ([group] if isinstance(group, str) else group)):
+                out += sorted(glob.glob(f, recursive=True)) or [f]  # a pattern: the files it matches now
+            out.append(d.path)
         return out
 
 
@@ -856,7 +864,7 @@ def resolve_reward_raw(value: Any, anchor: Path, where: str) -> Any:
 def find_relative(name: str, anchor: Path) -> Path | None:
     for base in (anchor.parent, anchor.parent.parent, Path.cwd()):
         candidate = (base / name).resolve()
-        if candidate.exists():
+        if path_exists(candidate):
             return candidate
     return None
 
@@ -875,10 +883,11 @@ class StrictLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
-                first = lines.setdefault(key, key_node.start_mark.line + 1)
+                seen = key in lines
             except TypeError:  # an unhashable key: SafeLoader's own error follows
                 continue
-            if first != key_node.start_mark.line + 1:
+            first = lines.setdefault(key, key_node.start_mark.line + 1)
+            if seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key '{_short(str(key))}' given twice (lines {first} and {key_node.start_mark.line + 1}); "
                     "keep one", key_node.start_mark)  # fmt: skip
@@ -889,8 +898,8 @@ def read_text_file(path: Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> st
     """A UTF-8 text file, or a RecipeError that says what is wrong with the path or its bytes."""
     if str(path) in ("", "."):
         raise RecipeError(f"{what}: the path is empty; give a {what} file")
-    if not path.exists():
-        raise RecipeError(f"{path}: file not found")
+    if not path_exists(path):
+        raise RecipeError(f"{_short(str(path), 200)}: file not found")
     if path.is_dir():
         raise RecipeError(f"{path}: is a directory; give a {what} file (.yaml)")
     try:
@@ -904,10 +913,18 @@ def read_text_file(path: Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> st
         raise RecipeError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
+MAX_YAML_NODES = 100_000  # after expanding aliases: a few hundred bytes of nested aliases expand to billions
+
+
 def _depth(value: Any) -> int:
-    depth, level = 0, [value]
+    """Nesting depth, walking the structure as validation will (aliases expanded); a RecipeError past
+    MAX_YAML_NODES nodes, before anything tries to validate a "billion laughs" document."""
+    depth, level, nodes = 0, [value], 0
     while level:
         depth += 1
+        nodes += len(level)
+        if nodes > MAX_YAML_NODES:
+            raise RecipeError(f"more than {MAX_YAML_NODES:,} values once YAML aliases are expanded; a recipe is small")
         level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
     return depth - 1
 
@@ -922,8 +939,12 @@ def read_yaml(path: Path, what: str = "recipe") -> dict:
         raise RecipeError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping of sections at the top, got {type(data).__name__}")
-    if _depth(data) > MAX_YAML_DEPTH:
-        raise RecipeError(f"{path}: nested {_depth(data)} levels deep; a {what} has at most {MAX_YAML_DEPTH}")
+    try:
+        depth = _depth(data)
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    if depth > MAX_YAML_DEPTH:
+        raise RecipeError(f"{path}: nested {depth} levels deep; a {what} has at most {MAX_YAML_DEPTH}")
     return data
 
 
@@ -977,6 +998,9 @@ def load_recipe(path: str | Path, overrides: list[str] = (), smoke: bool = False
 def smoke_recipe(recipe: Recipe) -> Recipe:
     """The same pipeline on tiny local models and tiny splits: minutes -> seconds, no download."""
     r = recipe.model_copy(deep=True)
+    if len(r.run.name) > 80 - len("-smoke"):
+        raise RecipeError(f"run.name '{r.run.name}' is {len(r.run.name)} characters; a smoke run adds '-smoke' and a "
+                          "run name has at most 80: shorten it")  # fmt: skip
     r.run.name = f"{r.run.name}-smoke"
     if r.data.hub_ids():  # a hub dataset: no download in a smoke run
         print(f"[w2s-trl] smoke: the data names hub datasets ({', '.join(r.data.hub_ids())}); using testbed:hh "
@@ -1027,5 +1051,6 @@ def smoke_reward(spec):
     return spec.smoke()
 
 
-def dump_recipe(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+def dump_recipe(recipe: Recipe, transform=lambda d: d) -> str:
+    """The recipe as YAML; `transform` edits its values first (redact.scrub for the run directory's copy)."""
+    return yaml.safe_dump(transform(recipe.model_dump(mode="json")), sort_keys=False)

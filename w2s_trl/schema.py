@@ -46,10 +46,10 @@ _POS = (0, None, False, "positive")
 _NONNEG = (0, None, True, "zero or more")
 _COUNT = (1, None, True, "1 or more")
 VALUE_RANGES: dict[str, tuple] = {
-    "learning_rate": _POS, "num_train_epochs": _POS, "logging_steps": _POS, "save_steps": _POS, "eval_steps": _POS,
+    "learning_rate": _NONNEG, "num_train_epochs": _POS, "logging_steps": _POS, "save_steps": _POS, "eval_steps": _NONNEG,
     "per_device_train_batch_size": _COUNT, "per_device_eval_batch_size": _COUNT, "gradient_accumulation_steps": _COUNT,
     "max_length": _COUNT, "max_prompt_length": _COUNT, "max_completion_length": _COUNT, "num_generations": _COUNT,
-    "save_total_limit": _COUNT, "generation_batch_size": _COUNT, "steps_per_generation": _COUNT,
+    "save_total_limit": _NONNEG, "generation_batch_size": _COUNT, "steps_per_generation": _COUNT,
     "warmup_steps": _NONNEG, "weight_decay": _NONNEG, "max_grad_norm": _NONNEG, "dataloader_num_workers": _NONNEG,
     "temperature": _POS, "top_p": (0, 1, False, "in (0, 1]"), "warmup_ratio": (0, 1, True, "in [0, 1]"),
     "label_smoothing": (0, 0.5, True, "in [0, 0.5]"), "simpo_gamma": _NONNEG, "cpo_alpha": _NONNEG,
@@ -205,6 +205,15 @@ def check_value(cls: type, trainer: str, key: str, value: Any) -> None:
         low, high, inclusive, meaning = rule
         if (number < low or (number == low and not inclusive)) or (high is not None and number > high):
             raise ValueError(f"'{key}': {shown} is out of range; it must be {meaning}")
+    import enum
+    import typing
+
+    enums = [a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, enum.Enum)]
+    if enums and isinstance(value, str) and value not in {m.value for e in enums for m in e}:
+        allowed = [m.value for e in enums for m in e]
+        close = difflib.get_close_matches(value, allowed, n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"'{key}': {shown} is not one of {', '.join(allowed)}{hint}")
     known = KNOWN_VALUES.get((trainer, key))
     if known is not None:
         given = value if isinstance(value, list) else [value]  # (a string became [string] above)

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from w2s_trl.errors import W2SError
+from w2s_trl.errors import W2SError, path_exists
 
 SECTION_KEYS = ("section", "category")
 
@@ -80,10 +80,10 @@ def _score(a) -> int:
     try:
         spec = load_reward_spec(a.reward)
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-        if not any(is_hub_spec(s) for s in spec.model_specs()) and (a.data == "testbed:hh" or Path(a.data).exists()):
+        if not any(is_hub_spec(s) for s in spec.model_specs()) and (a.data == "testbed:hh" or path_exists(a.data)):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         protocol_split = a.split in SPLITS
-        if a.split and not protocol_split and (a.data == "testbed:hh" or Path(a.data).is_file()):
+        if a.split and not protocol_split and (a.data == "testbed:hh" or path_exists(a.data, "file")):
             raise W2SError(f"--split {a.split}: {a.data} has no splits of its own; use weak_train, w2s_train or test "
                            "(the protocol's splits), or omit --split to score every row")  # fmt: skip
         loaded = load_source(a.data, a.size, a.seed, ["helpful", "harmless"],

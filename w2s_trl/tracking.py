@@ -53,7 +53,7 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, con
     if "WANDB_MODE" not in os.environ and not wandb_logged_in():
         os.environ["WANDB_MODE"] = "offline"
         print(f"[w2s-trl] W&B: not logged in, logging offline to {run_root}/wandb (upload later with `wandb sync`)")
-    elif os.environ.get("WANDB_MODE", "online") == "online" and not wandb_reachable():
+    elif "WANDB_MODE" not in os.environ and not behind_proxy() and not wandb_reachable():
         os.environ["WANDB_MODE"] = "offline"  # a key and no server: W&B would fail authenticating or wait ~2 minutes
         host, port = wandb_host()
         print(f"[w2s-trl] W&B: {host}:{port} is unreachable, logging offline to {run_root}/wandb (upload later "
@@ -61,10 +61,16 @@ def setup_tracking(tracking: TrackingSection, run_root: Path, run_name: str, con
     return os.environ.get("WANDB_MODE", "online")
 
 
+def behind_proxy() -> bool:
+    """A proxy decides reachability (a direct TCP check would say no): W&B is left to its own retries."""
+    return any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+
+
 def wandb_host() -> tuple[str, int]:
     from urllib.parse import urlparse
 
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    url = urlparse(base if "://" in base else f"https://{base}")  # localhost:8080 has no scheme
     return url.hostname or "api.wandb.ai", url.port or (80 if url.scheme == "http" else 443)
 
 
