@@ -19,7 +19,9 @@ MARGIN_TOLERANCE = 5e-2  # |margin(2 processes) - margin(1 process)| per test pa
 
 
 def files(root: Path) -> set[str]:
-    skip = (".work", "wandb")
+    """The run's files; the reference cache is named by what it depends on (per-device batch size included), so its
+    one file is compared by count, not name."""
+    skip = (".work", "wandb", "cache")
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] not in skip}
 
 
@@ -46,6 +48,7 @@ def test_two_processes_agree_with_one(tmp_path):
 
     one, two = run(tmp_path / "one", 1), run(tmp_path / "two", 2)
     assert files(two) == files(one)  # the same outputs, no per-rank extras
+    assert len(list((two / "cache").glob("ref_logps-*.json"))) == len(list((one / "cache").glob("ref_logps-*.json"))) == 1
     for stage in ("student", "ceiling"):
         tokenizer = [(r / stage / "adapter" / "tokenizer.json").read_bytes() for r in (one, two)]
         assert tokenizer[0] == tokenizer[1]
