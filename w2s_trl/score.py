@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--split is empty")
     from w2s_trl.cli import guarded
 
-    return guarded(lambda: _score(a), a.debug) if not a.debug else _score(a)
+    return guarded(lambda: _score(a), a.debug)
 
 
 def _score(a) -> int:
