@@ -104,6 +104,9 @@ def test_public_ids_and_scrubbing():
     assert got == {"align": {"args": {"beta": 0.1, "hub_token": REMOVED}}, "note": f"uses {REMOVED}"}
     kept = {"max_new_tokens": 48, "keywords": ["knife"], "pad_token": "<pad>", "api_key": "k-123", "db_password": "p"}
     assert scrub(kept, []) == {**kept, "api_key": REMOVED, "db_password": REMOVED}  # names, not substrings
+    assert scrub({"GITHUB_PAT": "ghp_1", "HF_AUTH": "a", "path": "/x", "author": "me"}, []) == {
+        "GITHUB_PAT": REMOVED, "HF_AUTH": REMOVED, "path": "/x", "author": "me"}
+    assert scrub("https://alice:s3cr3t@data.example/x.jsonl", []) == f"https://{REMOVED}@data.example/x.jsonl"
 
 
 @pytest.mark.parametrize("template,message", [

@@ -1,9 +1,9 @@
 """Secrets out of everything a run writes for others (model cards, W&B config and artifacts) and out of recipes.
 
-A secret is named, not guessed from its value: a name ending in token / key / password / secret / credential(s) as a
-whole word ("hub_token", "WANDB_API_KEY"), not one that merely contains it ("max_new_tokens", "keywords",
+A secret is named, not guessed from its value: a name ending in token / key / password / pwd / secret / credential(s) /
+pat / auth as a whole word ("hub_token", "WANDB_API_KEY"), not one that merely contains it ("max_new_tokens", "keywords",
 "TOKENIZERS_PARALLELISM") nor a tokenizer's special token ("pad_token"). Values of such environment variables are
-blanked wherever they appear in text.
+blanked wherever they appear in text, and so are credentials inside URLs (https://user:password@host).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 import re
 from typing import Any
 
-SECRET_NAME = re.compile(r"(^|[_\-.])(token|key|apikey|password|passwd|secret|credentials?)$", re.I)
+SECRET_NAME = re.compile(r"(^|[_\-.])(token|key|apikey|password|passwd|pwd|secret|credentials?|pat|auth)$", re.I)
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")  # https://user:password@host
 SPECIAL_TOKENS = {"pad_token", "eos_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token"}  # text
 REMOVED = "<removed: secret>"
 
@@ -38,4 +39,5 @@ def scrub(value: Any, secrets: list[str] | None = None) -> Any:
     if isinstance(value, str):
         for s in secrets:
             value = value.replace(s, REMOVED)
+        value = URL_CREDENTIALS.sub(REMOVED, value)
     return value
