@@ -144,12 +144,12 @@ def reference_identity(recipe: Recipe, args: dict, model) -> dict:
     """What the reference log-probs depend on: the base weights (the hub commit they came from; a local folder's weight
     files by size and time, so a folder saved again in place is another reference), how they are loaded, and the
     trainer arguments (numeric mode, max_length, ld_alpha, batch sizes); not the stage, row order or conflict term."""
-    from w2s_trl.models import embedded_revision, resolve_model_path
+    from w2s_trl.models import WEIGHT_SUFFIXES, embedded_revision, resolve_model_path
 
     strong = recipe.strong
     folder = Path(resolve_model_path(strong.model))
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.glob("*")
-                   if f.suffix in (".safetensors", ".bin", ".gguf")) if folder.is_dir() else []  # fmt: skip
+                   if f.suffix in WEIGHT_SUFFIXES) if folder.is_dir() else []  # fmt: skip
     return {"model": strong.model, "revision": embedded_revision(strong.model), "weights": files,
             "commit": getattr(getattr(model, "config", None), "_commit_hash", None),
             "chat_template": strong.chat_template, "quantization": strong.quantization.model_dump(),

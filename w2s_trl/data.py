@@ -228,6 +228,7 @@ def content_id(row: dict) -> str:
 # Loading
 
 
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")  # files read directly (line numbers); others go through `datasets`
 MAX_FILE_BYTES = 2 * 1024**3  # a data file larger than this is read through `datasets` (data.datasets[].data_files)
 
 
@@ -236,8 +237,8 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
     A JSONL line that is not JSON becomes a DataError in place of its record, so one bad line is skipped and counted
     like any malformed row instead of failing the file (and is reported with its own line number)."""
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".parquet"):
-        raise DataError(f"{path}: unsupported file type '{suffix}'; use .jsonl, .json or .parquet")
+    if suffix not in LOCAL_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type '{suffix}'; use {', '.join(LOCAL_SUFFIXES)}")
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise DataError(f"{path}: {path.stat().st_size / 1024**3:.1f} GiB is too large to read at once; list it "
@@ -317,11 +318,13 @@ def check_local_source(source: str) -> None:
     if source == "testbed:hh" or not path_exists(source):
         return
     if path.is_file():
-        if path.suffix.lower() not in (".jsonl", ".json", ".parquet"):
-            raise ValueError(f"'{source}' is a {path.suffix or 'suffix-less'} file; a data file is .jsonl, .json or "
-                             ".parquet")  # fmt: skip
+        if path.suffix.lower() not in LOCAL_SUFFIXES:
+            raise ValueError(f"'{source}' is a {path.suffix or 'suffix-less'} file; a data file is one of "
+                             f"{', '.join(LOCAL_SUFFIXES)}")  # fmt: skip
         return
-    weights = [p for p in path.glob("*") if p.suffix in (".safetensors", ".bin", ".gguf")]
+    from w2s_trl.models import WEIGHT_SUFFIXES
+
+    weights = [p for p in path.glob("*") if p.suffix in WEIGHT_SUFFIXES]
     if (path / "config.json").is_file() and weights:
         raise ValueError(f"'{source}' is a model folder, not data (config.json and {weights[0].name}); give a data "
                          "file, a dataset folder or a hub dataset id")  # fmt: skip
@@ -392,7 +395,7 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
                 if not isinstance(record, dict):
                     raise DataError(f"{where}: expected a mapping, got {type(record).__name__}")
                 row = normalize_record(record, where, hub_objective, entry.get("objective"))
-                if len(entries) > 1 and isinstance(record, dict) and "id" in record:
+                if len(entries) > 1 and "id" in record:
                     row["id"] = f"{n}:{row['id']}"  # datasets that each number their rows 1, 2, ... do not clash
                 part.append(row)
             except DataError as e:
@@ -410,7 +413,7 @@ def load_source(source: str, size: int = 0, seed: int = 0, objectives: Iterable[
         parts = [part[:k] for part, k in zip(parts, mixture_counts([len(p) for p in parts], [e["fraction"] for e in datasets]))]
     seen: dict[str, str] = {}
     for row in (row for part in parts for row in part):
-        content = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
+        content = content_id(row)
         if row["id"] in seen:
             if seen[row["id"]] != content:
                 raise DataError(f"{label}: two rows share the id '{row['id'][:80]}' but differ in prompt, chosen or "

@@ -17,6 +17,13 @@ class ModelSpecError(W2SError):
     """A model field names something that cannot be loaded."""
 
 
+def printable(text: str, n: int = 60) -> str:
+    """A user-given string for an error message: newlines, NULs and surrogates escaped (never printed raw), at most
+    `n` characters and an ellipsis."""
+    text = str(text).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= n else text[:n] + "..."
+
+
 def path_exists(path, kind: str = "any") -> bool:
     """Whether a user-given path exists (kind "file" / "dir": and is one). A name the OS cannot even look up (too
     long, a NUL byte, a surrogate) does not exist, instead of raising from inside a validation."""

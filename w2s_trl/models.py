@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from w2s_trl.errors import ModelSpecError, path_exists
+from w2s_trl.errors import ModelSpecError, path_exists, printable
 
 if TYPE_CHECKING:
     from w2s_trl.recipe import QuantizationSection
@@ -43,7 +43,7 @@ def check_model_spec(spec: str, kind: Kind) -> str:
             if table.get(name) != kind:
                 raise ValueError(f"unknown {kind} model '{spec}'; allowed here: {', '.join(allowed)}, a hub id or a path")
             return spec
-    shown = spec.encode("unicode_escape").decode("ascii")[:80]
+    shown = printable(spec, 80)
     path = Path(spec)
     if spec.strip() and path_exists(spec):
         if not path.is_dir() or not (path / "config.json").is_file():
@@ -251,21 +251,26 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")  # the files a model folder's weights live in
+
+
+def env_true(name: str) -> bool:
+    """An environment switch set the way the Hugging Face libraries read one (1/true/yes/on)."""
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
 def from_pretrained(factory, spec: str, **kwargs):
     """`factory.from_pretrained` on the spec's folder or hub id; a model that cannot be read (not in the cache of an
     offline run, no network, a broken folder) is one W2SError that names the spec and the way out."""
-    import os
-
     from w2s_trl.errors import W2SError
 
     try:
         return factory.from_pretrained(resolve_model_path(spec), **kwargs)
     except (OSError, ValueError) as e:
         cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         if isinstance(e, ValueError):  # the files were read: their contents or the loading options are the problem
             hint = "check the model's files and the recipe's loading options (quantization, trust_remote_code)"
-        elif offline and is_hub_spec(spec):
+        elif env_true("HF_HUB_OFFLINE") and is_hub_spec(spec):
             hint = f"the run is offline (run.offline, or HF_HUB_OFFLINE): download it first (`hf download {spec}`) or set run.offline=off"
         else:
             hint = "check the path or hub id, and the network"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from w2s_trl.models import is_hub_spec, read_chat_template
+from w2s_trl.models import env_true, is_hub_spec, read_chat_template
 from w2s_trl.redact import scrub
 from w2s_trl.recipe import Recipe, dump_recipe
 from w2s_trl.rundir import RunDir, StageWork, write_json_atomic, write_text_atomic
@@ -75,9 +75,7 @@ def configure_environment(recipe: Recipe) -> None:
 def apply_hub_switches() -> None:
     """The environment's offline / telemetry switches into huggingface_hub's and datasets' constants, when those
     modules were imported before the switches were set."""
-    truthy = ("1", "true", "yes", "on")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy
-    no_telemetry = os.environ.get("HF_HUB_DISABLE_TELEMETRY", "").lower() in truthy
+    offline, no_telemetry = env_true("HF_HUB_OFFLINE"), env_true("HF_HUB_DISABLE_TELEMETRY")
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:
         hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE or offline
@@ -467,7 +465,7 @@ def start_run(recipe: Recipe) -> Run:
     import torch
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    cpu = not torch.cuda.is_available() or env_true("ACCELERATE_USE_CPU")
     state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT) if distributed else PartialState(cpu=cpu)
     use_all_cores(state.num_processes)
     root = Path(recipe.run.output_dir) / recipe.run.name

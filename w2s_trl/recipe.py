@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from w2s_trl.errors import RecipeError, path_exists
+from w2s_trl.errors import RecipeError, path_exists, printable
 from w2s_trl.models import check_model_spec
 from w2s_trl.rewards import (
     REWARD_KINDS,
@@ -71,8 +71,7 @@ class RunSection(Strict):
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not RUN_NAME.fullmatch(v) or len(v) > 80:
-            shown = v.encode("unicode_escape").decode("ascii")[:60]
-            raise ValueError(f"'{shown}' is not a plain folder name: use letters, digits and _ . + = - (at most 80, "
+            raise ValueError(f"'{printable(v)}' is not a plain folder name: use letters, digits and _ . + = - (at most 80, "
                              "no path separators, not starting with a dot or dash), e.g. dpo_weak_rm-seed1")
         return v
 
@@ -766,16 +765,11 @@ def parse_value(text: str, where: str = "value") -> Any:
     except RecursionError:
         raise RecipeError(f"{where}: nested too deeply") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{where}: '{_short(text)}' is not a valid YAML value ({_yaml_problem(e)}); quote text, "
+        raise RecipeError(f"{where}: '{printable(text)}' is not a valid YAML value ({_yaml_problem(e)}); quote text, "
                           "write lists as [a, b] and mappings as {k: v}") from None  # fmt: skip
     if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
         return float(value)
     return value
-
-
-def _short(text: str, n: int = 60) -> str:
-    text = text.encode("unicode_escape").decode("ascii")  # newlines, NULs and surrogates shown, never printed raw
-    return text if len(text) <= n else text[:n] + "..."
 
 
 def _yaml_problem(e: Exception) -> str:
@@ -803,7 +797,7 @@ def apply_override(raw: dict, override: str, source: str = "command line") -> No
             annotation = model.model_fields[part].annotation
         if last:
             keep_string = annotation is not None and _is_str_field(annotation)
-            node[part] = value_text if keep_string else parse_value(value_text, f"{source}: override '{_short(key)}'")
+            node[part] = value_text if keep_string else parse_value(value_text, f"{source}: override '{printable(key)}'")
             return
         child = node.get(part)
         if child is None:
@@ -889,7 +883,7 @@ class StrictLoader(yaml.SafeLoader):
             first = lines.setdefault(key, key_node.start_mark.line + 1)
             if seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{_short(str(key))}' given twice (lines {first} and {key_node.start_mark.line + 1}); "
+                    None, None, f"key '{printable(str(key))}' given twice (lines {first} and {key_node.start_mark.line + 1}); "
                     "keep one", key_node.start_mark)  # fmt: skip
         return super().construct_mapping(node, deep)
 
@@ -899,7 +893,7 @@ def read_text_file(path: Path, what: str, max_bytes: int = MAX_YAML_BYTES) -> st
     if str(path) in ("", "."):
         raise RecipeError(f"{what}: the path is empty; give a {what} file")
     if not path_exists(path):
-        raise RecipeError(f"{_short(str(path), 200)}: file not found")
+        raise RecipeError(f"{printable(str(path), 200)}: file not found")
     if path.is_dir():
         raise RecipeError(f"{path}: is a directory; give a {what} file (.yaml)")
     try:

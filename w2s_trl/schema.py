@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import enum
 import functools
+import math
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -141,15 +144,13 @@ def check_trainer_args(args: dict[str, Any], trainer: str) -> dict[str, Any]:
         with _no_device_state():
             cls(output_dir="/tmp/w2s-trl-validate", report_to="none", **{**CPU_TRAINER_DEFAULTS, "use_cpu": True, **checked})
     except Exception as e:  # noqa: BLE001 - whatever the config raises is a rejected value
-        raise ValueError(f"{cls.__name__} rejected these arguments: {type(e).__name__}: {e}" if not isinstance(
-            e, (TypeError, ValueError)) else f"{cls.__name__} rejected these arguments: {e}") from None  # fmt: skip
+        detail = str(e) if isinstance(e, (TypeError, ValueError)) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"{cls.__name__} rejected these arguments: {detail}") from None
     return args
 
 
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
-    import typing
-
     try:
         return typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that does not resolve is not checked by type
@@ -170,18 +171,14 @@ def check_value(cls: type, trainer: str, key: str, value: Any) -> None:
     """One trainer argument against its config field: the field's type (its annotation, through pydantic), a finite
     number, the obvious range, a known value for enum-like fields. Errors name the key, the value and what is
     allowed."""
-    import math
-
     from pydantic import ValidationError
 
     annotation = _field_types(cls).get(key)
-    adapter = _adapter(annotation) if annotation is not None else None
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
+    if isinstance(value, str) and typing.get_origin(annotation) is list:
+        value = [value]  # TRL's configs take one string for a list field (loss_type: sigmoid)
+    adapter = _adapter(annotation) if annotation is not None else None
     if adapter is not None:
-        import typing
-
-        if isinstance(value, str) and typing.get_origin(annotation) is list:
-            value = [value]  # TRL's configs take one string for a list field (loss_type: sigmoid)
         try:
             adapter.validate_python(value)
         except ValidationError as e:
@@ -189,15 +186,7 @@ def check_value(cls: type, trainer: str, key: str, value: Any) -> None:
             raise ValueError(f"'{key}': {shown} is not a valid {what} ({e.errors()[0]['msg']})") from None
         except Exception:  # noqa: BLE001 - the type check itself failed: leave it to the config
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        number = None
-    else:
-        number = value
-    if isinstance(value, str) and annotation in (float, int):
-        try:
-            number = float(value)
-        except ValueError:
-            number = None
+    number = _as_number(value, annotation)
     if number is not None and not math.isfinite(number):
         raise ValueError(f"'{key}': {shown} is not a finite number")
     rule = BETA_RANGE.get(trainer) if key == "beta" else VALUE_RANGES.get(key)
@@ -205,23 +194,31 @@ def check_value(cls: type, trainer: str, key: str, value: Any) -> None:
         low, high, inclusive, meaning = rule
         if (number < low or (number == low and not inclusive)) or (high is not None and number > high):
             raise ValueError(f"'{key}': {shown} is out of range; it must be {meaning}")
-    import enum
-    import typing
-
     enums = [a for a in typing.get_args(annotation) or (annotation,) if isinstance(a, type) and issubclass(a, enum.Enum)]
-    if enums and isinstance(value, str) and value not in {m.value for e in enums for m in e}:
-        allowed = [m.value for e in enums for m in e]
-        close = difflib.get_close_matches(value, allowed, n=2)
+    if enums and isinstance(value, str):
+        _one_of(key, [value], [m.value for e in enums for m in e])
+    if (trainer, key) in KNOWN_VALUES:
+        _one_of(key, value if isinstance(value, list) else [value], KNOWN_VALUES[(trainer, key)])
+
+
+def _as_number(value: Any, annotation: Any) -> float | None:
+    """The number a value stands for (a numeric string for a numeric field too); None for anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and annotation in (float, int):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _one_of(key: str, given: list, allowed) -> None:
+    bad = [v for v in given if v not in allowed]
+    if bad:
+        close = difflib.get_close_matches(str(bad[0]), list(allowed), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"'{key}': {shown} is not one of {', '.join(allowed)}{hint}")
-    known = KNOWN_VALUES.get((trainer, key))
-    if known is not None:
-        given = value if isinstance(value, list) else [value]  # (a string became [string] above)
-        bad = [v for v in given if v not in known]
-        if bad:
-            close = difflib.get_close_matches(str(bad[0]), known, n=2)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"'{key}': {bad[0]!r} is not one of {', '.join(known)}{hint}")
+        raise ValueError(f"'{key}': {bad[0]!r} is not one of {', '.join(allowed)}{hint}")
 
 
 @contextlib.contextmanager
