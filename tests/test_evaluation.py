@@ -32,19 +32,22 @@ def hand_logp(model, tok, prompt, response) -> float:
     return float(sum(logp[t - 1, ids[t]] for t in range(n_prompt, len(ids))))
 
 
-@pytest.fixture(scope="module")
-def known_adapter(tmp_path_factory):
+def _saved_adapter(folder: Path, seed: int, targets: list[str]) -> Path:
     """A LoRA adapter on tiny:causal-lm with non-zero B (so it changes the model), saved like a trained one."""
     from peft import LoraConfig, get_peft_model
 
     from w2s_trl.models import load_causal_lm
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     model = get_peft_model(load_causal_lm("tiny:causal-lm"), LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                                                          target_modules=["q_proj", "v_proj"]))  # fmt: skip
-    path = tmp_path_factory.mktemp("adapter") / "student"
-    model.save_pretrained(path)
-    return path
+                                                                          target_modules=targets))  # fmt: skip
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def known_adapter(tmp_path_factory):
+    return _saved_adapter(tmp_path_factory.mktemp("adapter") / "student", 1, ["q_proj", "v_proj"])
 
 
 @pytest.mark.parametrize("trainer", ["dpo", "simpo"])
@@ -78,6 +81,27 @@ def test_policy_margins_match_hand_computed_logprobs(known_adapter, trainer):
             assert margins["primary"]["student"][i] == pytest.approx(beta * (s_c / n_c - s_r / n_r), abs=1e-4)
             assert margins["primary"]["base"][i] == pytest.approx(beta * (b_c / n_c - b_r / n_r), abs=1e-4)
             assert "reference_free" not in margins  # simpo's own rule is reference-free already
+
+
+def test_each_adapter_scores_on_the_untouched_base(known_adapter, tmp_path):
+    """Adapters are merged into the base for scoring, one after the other: the second must see the base exactly as
+    loaded (not the first adapter's merge, nor an unmerge's rounding), and a quantized base keeps them unmerged."""
+    from peft import PeftModel
+
+    from w2s_trl.models import load_causal_lm, load_tokenizer
+
+    other = _saved_adapter(tmp_path / "ceiling", 2, ["q_proj", "v_proj", "o_proj", "up_proj"])
+    recipe = load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", ["tracking.report_to=[]"], smoke=True)
+    logps = policy_logprobs(recipe, ROWS, {"student": known_adapter, "ceiling": other}, include_base=True,
+                            max_length=None)  # fmt: skip
+    tok = load_tokenizer("tiny:causal-lm")
+    for name, path in (("student", known_adapter), ("ceiling", other)):
+        fresh = PeftModel.from_pretrained(load_causal_lm("tiny:causal-lm"), str(path))
+        for i, row in enumerate(ROWS):
+            for side in ("chosen", "rejected"):
+                expected = hand_logp(fresh, tok, row["prompt"], row[side])
+                assert logps[name][side][0][i] == pytest.approx(expected, abs=1e-4), (name, side, i)
+    assert logps["student"]["chosen"][0] != pytest.approx(logps["ceiling"]["chosen"][0], abs=1e-3)
 
 
 def _rows(n_harmless: int, n_helpful: int) -> list[dict]:

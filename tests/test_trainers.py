@@ -338,3 +338,23 @@ def test_a_reward_source_returning_nan_names_itself_and_the_example():
         Broken().score_pairs(rows)
     with pytest.raises(W2SError, match=r"returned nan for completion 1 of this batch"):
         Broken()(["q", "q"], ["ok", "bad"])  # TRL's reward-function call (best-of-N, online RL)
+
+
+def test_length_grouped_training_batches_similar_lengths_in_seeded_order():
+    from w2s_trl.trainer_args import length_grouped_training
+
+    lengths = [50, 10, 40, 20, 60, 30, 80, 70, 15, 5]
+    rows = [{"i": i} for i in range(len(lengths))]
+    out, args = length_grouped_training(rows, lengths, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}, 0)
+    assert args["train_sampling_strategy"] == "sequential"  # the trainer reads the rows in this order
+    assert sorted(r["i"] for r in out) == list(range(10))  # nothing lost or repeated
+    # global batch 4: sorted lengths 5 10 15 20 | 30 40 50 60 | 70 80, each batch whole, batches shuffled
+    batches = [sorted(lengths[r["i"]] for r in out[k : k + 4]) for k in range(0, 10, 4)]
+    assert sorted(batches) == [[5, 10, 15, 20], [30, 40, 50, 60], [70, 80]]
+    again, _ = length_grouped_training(rows, lengths, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 2}, 0)
+    assert again == out  # seeded
+    orders = {tuple(r["i"] for r in length_grouped_training(rows, lengths, {"per_device_train_batch_size": 4}, s)[0])
+              for s in range(8)}
+    assert len(orders) > 1  # the batch order follows the seed, so training does not run from short to long
+    kept, _ = length_grouped_training(rows, lengths, {"train_sampling_strategy": "random"}, 0)
+    assert _["train_sampling_strategy"] == "random"  # a recipe's explicit choice wins

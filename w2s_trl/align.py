@@ -66,17 +66,6 @@ def fit_training_rows(recipe: Recipe, rows: list[dict], tokenizer, max_length: i
     return fit_rows(rows, causal_length(tokenizer), LeftCutter(tokenizer), budget, count), count
 
 
-def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: int) -> list[dict]:
-    """Rows ordered so that each run of `batch_size` holds rows of similar length (less padding: a batch costs its
-    longest row), with the order of those batches shuffled by `seed` so training does not run from long to short."""
-    import random
-
-    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    random.Random(seed).shuffle(batches)
-    return [rows[i] for batch in batches for i in batch]
-
-
 def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: str, model=None, tokenizer=None,
                  max_length: int | None = None, stage: str = "align", conflict_alpha: float = 0.0,
                  eval_rows: list[dict] | None = None, ref_cache_dir: Path | None = None):  # fmt: skip
@@ -103,16 +92,11 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     if recipe.align.length_grouping:
         from w2s_trl.truncation import causal_length
 
+        from w2s_trl.trainer_args import length_grouped_training
+
         length_of = causal_length(tokenizer)
         lengths = [max(length_of(r["prompt"] + r["chosen"]), length_of(r["prompt"] + r["rejected"])) for r in rows]
-        from accelerate import PartialState
-
-        # the global batch (every process's share of one optimizer step), so each step holds similar lengths and the
-        # steps are the same rows whatever the number of processes
-        batch = (args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
-                 * PartialState().num_processes)  # fmt: skip
-        rows = length_grouped(rows, lengths, batch, recipe.run.seed)
-        args = {"train_sampling_strategy": "sequential", **args}  # the order above is the batching
+        rows, args = length_grouped_training(rows, lengths, args, recipe.run.seed)
     columns = {k: (lambda r, k=k: r[k]) for k in PREFERENCE_COLUMNS}
     if conflict_alpha:
         columns["gt_label"] = lambda r: int(r.get("gt_label", 1))

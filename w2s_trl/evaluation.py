@@ -96,7 +96,15 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     counted = None  # every model cuts the same way (one tokenizer, one max_length): count the first pass only
     if include_base or recipe.align.trainer != "simpo":  # the implicit rule's reference
         out["base"], counted = logps(base, "base", count), count
-    model = None
+    if not recipe.strong.quantization.quantized:  # merged: no LoRA branch in every linear layer (~15% faster)
+        pristine = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        for name, path in adapters.items():
+            merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()  # merges into base's own weights
+            out[name] = logps(merged, name, None if counted else count)
+            counted = count
+            base.load_state_dict(pristine)  # exactly the base again for the next adapter (unmerging rounds)
+        return out
+    model = None  # 4-bit weights cannot take a merge: adapters side by side, one active at a time
     for i, (name, path) in enumerate(adapters.items()):
         slot = f"adapter_{i}"  # PEFT adapter names are module names: no '.' (a variant may be called explicit-0.5)
         if model is None:

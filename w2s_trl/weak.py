@@ -48,7 +48,7 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
     from transformers import set_seed
     from w2s_trl.models import load_reward_model
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
-    from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped, run_training
+    from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped, length_grouped_training, run_training
 
     set_seed(seed)  # the new reward head is initialised at load time
     model, tok = load_reward_model(spec.model, spec.trust_remote_code)
@@ -61,8 +61,11 @@ def train_reward_model(spec: RewardModelSpec, rows: list[dict], work: StageWork,
 
         raise W2SError(f"{run_name}: no reward-model training rows: all {len(rows)} lost to max_length {max_length} "
                        "(a response alone longer than the window; ids above); raise the reward spec's max_length")
-    config = build_trl_config("reward", {**spec.train, "max_length": max_length}, str(work.checkpoints), seed,
-                              report_to, run_name, project)  # fmt: skip
+    args = {**spec.train, "max_length": max_length}
+    if spec.length_grouping:  # a batch costs its longest text: random batches of 30- and 128-token texts pad most
+        lengths = [max(len(tok(p["chosen"])["input_ids"]), len(tok(p["rejected"])["input_ids"])) for p in pairs]
+        pairs, args = length_grouped_training(pairs, lengths, args, seed)
+    config = build_trl_config("reward", args, str(work.checkpoints), seed, report_to, run_name, project)
     Trainer = trainer_class("reward", conflict_alpha, confidence=bool(confidence))
     trainer = Trainer(model=model, args=config, train_dataset=Dataset.from_list(pairs), processing_class=tok,
                       **trainer_kwargs(conflict_alpha, confidence))  # fmt: skip

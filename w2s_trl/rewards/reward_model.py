@@ -24,6 +24,10 @@ class RewardModelSpec(RewardSpecBase):
         "the 95th percentile of weak_train's lengths, bounded by the model's limit")
     trust_remote_code: bool = False
     train: dict[str, Any] = Field(default_factory=dict, description="trl.RewardConfig arguments")
+    length_grouping: bool = Field(
+        True, description="training batches of texts of similar length, in a seeded random order (as "
+        "align.length_grouping)"
+    )
     score_batch_size: int = Field(32, gt=0, description="pairs per forward pass when labelling/scoring")
 
     @field_validator("model")
