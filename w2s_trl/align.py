@@ -90,9 +90,8 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     if recipe.align.trainer == "dpo":
         args = {"precompute_ref_log_probs": True, **args}
     if recipe.align.length_grouping:
-        from w2s_trl.truncation import causal_length
-
         from w2s_trl.trainer_args import length_grouped_training
+        from w2s_trl.truncation import causal_length
 
         length_of = causal_length(tokenizer)
         lengths = [max(length_of(r["prompt"] + r["chosen"]), length_of(r["prompt"] + r["rejected"])) for r in rows]
