@@ -15,7 +15,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-
 from w2s_trl.models import env_true, is_hub_spec, read_chat_template
 from w2s_trl.redact import scrub
 from w2s_trl.recipe import Recipe, dump_recipe

@@ -33,29 +33,24 @@ def build_trl_config(kind: str, args: dict[str, Any], output_dir: str, seed: int
 TENSORBOARD = "tensorboard"
 
 
-def length_grouped(rows: list[dict], lengths: list[int], batch_size: int, seed: int) -> list[dict]:
-    """Rows ordered so that each run of `batch_size` holds rows of similar length (less padding: a batch costs its
-    longest row), with the order of those batches shuffled by `seed` so training does not run from long to short."""
+def length_grouped_training(rows: list, lengths: list[int], args: dict[str, Any], seed: int) -> tuple[list, dict]:
+    """`rows` ordered so that each optimizer step holds rows of similar length (less padding: a batch costs its
+    longest row), the order of those batches shuffled by `seed` so training does not run from long to short, and
+    `args` set to read the rows in that order. Batches are cut at the global batch (every process's share of one
+    optimizer step), so the steps are the same rows whatever the number of processes. With several epochs every
+    epoch repeats the order."""
     import random
 
-    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    # a short last batch stays last: the trainer cuts batches every `batch_size` rows from the start
-    full, rest = (batches[:-1], batches[-1:]) if len(order) % batch_size else (batches, [])
-    random.Random(seed).shuffle(full)
-    return [rows[i] for batch in full + rest for i in batch]
-
-
-def length_grouped_training(rows: list, lengths: list[int], args: dict[str, Any], seed: int) -> tuple[list, dict]:
-    """`rows` in `length_grouped` order for the trainer `args` describe, and `args` set to read them in that order.
-    Batches are cut at the global batch (every process's share of one optimizer step), so each step holds similar
-    lengths and the steps are the same rows whatever the number of processes. With several epochs every epoch
-    repeats the order."""
     from accelerate import PartialState
 
     batch = (args.get("per_device_train_batch_size", 8) * args.get("gradient_accumulation_steps", 1)
              * PartialState().num_processes)  # fmt: skip
-    return length_grouped(rows, lengths, batch, seed), {"train_sampling_strategy": "sequential", **args}
+    order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+    batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+    # a short last batch stays last: the trainer cuts batches every `batch` rows from the start
+    full, rest = (batches[:-1], batches[-1:]) if len(order) % batch else (batches, [])
+    random.Random(seed).shuffle(full)
+    return [rows[i] for b in full + rest for i in b], {"train_sampling_strategy": "sequential", **args}
 
 
 def check_nothing_dropped(trainer, expected: int, stage: str) -> None:
