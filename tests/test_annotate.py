@@ -59,3 +59,41 @@ def test_annotation_resumes_without_regenerating_finished_prompts(tiny_lm, tmp_p
     after = read_progress(progress)
     for done_id in (json.loads(lines[0])["id"], json.loads(lines[1])["id"]):
         assert after[done_id] == reference[done_id]  # finished prompts untouched
+
+
+def test_sample_reads_each_prompt_once_and_draws_generates_samples(tiny_lm):
+    """`sample` runs each prompt once and repeats its cache n times: the samples must be those of
+    `generate(num_return_sequences=n)` with the same seed, on prompts of different lengths (left padding), and the
+    prompt tokens must enter the model once per prompt, not n times."""
+    import torch
+
+    from w2s_trl.annotate import sample
+    from w2s_trl.scoring import render
+
+    model, tok = tiny_lm
+    prompts = [[{"role": "user", "content": text}] for text in
+               ("Hi?", "Tell me a long story about a dog and a cat on a boat.", "What is two plus two, exactly?")]
+    n, new = 3, 8
+    seen = []
+    hook = model.register_forward_hook(lambda m, args, kwargs, out: seen.append(kwargs["input_ids"].shape),
+                                       with_kwargs=True)  # fmt: skip
+    try:
+        got = sample(model, tok, prompts, n, new, temperature=1.0, top_p=1.0, seed=7)
+    finally:
+        hook.remove()
+
+    tok.padding_side = "left"
+    enc = tok([render(tok, p, add_generation_prompt=True) for p in prompts], return_tensors="pt", padding=True,
+              add_special_tokens=False)  # fmt: skip
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, num_return_sequences=n, max_new_tokens=new, temperature=1.0,
+                             top_p=1.0, pad_token_id=tok.pad_token_id)  # fmt: skip
+    texts = [t.strip() for t in tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
+    assert got == [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+    assert len({s for group in got for s in group}) > len(prompts)  # sampling, not n copies of one text
+
+    width = enc["input_ids"].shape[1]
+    assert seen[0] == (len(prompts), width - 1)  # the prompts, once each, all but their last token
+    assert seen[1] == (len(prompts) * n, 1)  # then generate: the last prompt token of every row, from the cache
+    assert all(shape[1] == 1 for shape in seen[1:])

@@ -54,21 +54,35 @@ def read_progress(path: Path) -> dict[str, dict]:
 
 def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tokens: int, temperature: float,
            top_p: float, seed: int, top_k: int | None = None) -> list[list[str]]:  # fmt: skip
-    """n sampled completions per prompt, batched (left padding), seeded; `top_k` None keeps the model's default."""
+    """n sampled completions per prompt, batched (left padding), seeded; `top_k` None keeps the model's default.
+
+    With n > 1 each prompt is read once: its KV cache (all but the last prompt token) is computed on the prompts'
+    batch and repeated n times, and `generate` continues from it on the n x prompts rows. These are the rows and the
+    random stream of `generate(num_return_sequences=n)`, so the samples are the same (tested), without running every
+    prompt n times (bench/best_of_n.py)."""
     import torch
 
-    from w2s_trl.scoring import render
+    from w2s_trl.scoring import cache_argument, returned_cache, render
 
     tokenizer.padding_side = "left"
     texts = [render(tokenizer, p, add_generation_prompt=True) for p in prompts]
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(policy.device)
-    torch.manual_seed(seed)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    extra = {} if top_k is None else {"top_k": top_k}
     with torch.no_grad():
-        out = policy.generate(
-            **enc, do_sample=True, num_return_sequences=n, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, pad_token_id=tokenizer.pad_token_id, **({} if top_k is None else {"top_k": top_k}),
-        )  # fmt: skip
-    decoded = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        if n > 1 and ids.shape[1] > 1:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+            cache = returned_cache(policy(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
+                                           position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1))  # fmt: skip
+            cache.batch_repeat_interleave(n)
+            ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
+            extra[cache_argument(policy)] = cache
+        else:
+            extra["num_return_sequences"] = n
+        torch.manual_seed(seed)
+        out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_p=top_p, pad_token_id=tokenizer.pad_token_id, **extra)  # fmt: skip
+    decoded = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
     return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
 

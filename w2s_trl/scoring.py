@@ -226,7 +226,7 @@ def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
     return _target_logprobs(logits[:, -keep:][:, :-1], targets), response[:, width - keep + 1 :].to(device)
 
 
-def _cache_argument(model) -> str:
+def cache_argument(model) -> str:
     """transformers renamed `past_key_values` to `cache` (5.2x; the old name goes in 5.40): use the model's own."""
     import inspect
 
@@ -234,7 +234,7 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
-def _returned_cache(output):
+def returned_cache(output):
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
 
 
@@ -258,8 +258,8 @@ class _PrefixStore:
         reuse, base = max(((_common_prefix([k, key]), k) for k in self.store), default=(0, None))
         cache = _head_of(self.store[base], reuse) if reuse else None
         if reuse < len(key):
-            extra = {_cache_argument(self.model): cache} if cache is not None else {}
-            cache = _returned_cache(self.model(input_ids=torch.tensor([key[reuse:]], device=self.device),
+            extra = {cache_argument(self.model): cache} if cache is not None else {}
+            cache = returned_cache(self.model(input_ids=torch.tensor([key[reuse:]], device=self.device),
                                                use_cache=True, logits_to_keep=1, **extra))  # fmt: skip
         if not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
             self.usable = False
@@ -312,7 +312,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
     3; position ids count only real tokens, so the numbers equal a plain forward."""
     import torch
 
-    kw = _cache_argument(model)
+    kw = cache_argument(model)
     contexts = [tuple(x[shared:n]) for x, n in zip(seqs, n_prompts)]
     unique = sorted(dict.fromkeys(contexts), key=len)  # row j of the joined cache holds unique[j]
     width = len(unique[-1])
@@ -326,7 +326,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
         out = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
                     use_cache=True, logits_to_keep=1, **{kw: _repeat_row(prefix, len(chunk))})  # fmt: skip
         first_logps.append(torch.log_softmax(out.logits[:, -1].float(), -1))
-        chunk_caches.append(_returned_cache(out))
+        chunk_caches.append(returned_cache(out))
         ctx_mask[chunk, width - ids.shape[1] :] = mask
     first_logp = torch.cat(first_logps)
     joined = _join_caches(chunk_caches, shared, shared + width)
