@@ -97,3 +97,18 @@ def test_sample_reads_each_prompt_once_and_draws_generates_samples(tiny_lm):
     assert seen[0] == (len(prompts), width - 1)  # the prompts, once each, all but their last token
     assert seen[1] == (len(prompts) * n, 1)  # then generate: the last prompt token of every row, from the cache
     assert all(shape[1] == 1 for shape in seen[1:])
+
+
+def test_sample_leaves_a_model_with_its_own_cache_implementation_to_generate(tiny_lm):
+    """generate refuses a cache passed to a model whose generation config names one (Gemma's hybrid, static): such
+    a model samples through plain generate, with the same samples."""
+    import copy
+
+    from w2s_trl.annotate import sample
+
+    model, tok = tiny_lm
+    prompts = [[{"role": "user", "content": "Hi?"}], [{"role": "user", "content": "What is two plus two, exactly?"}]]
+    static = copy.deepcopy(model)
+    static.generation_config.cache_implementation = "static"
+    got = sample(static, tok, prompts, 2, 6, temperature=1.0, top_p=1.0, seed=3)
+    assert got == sample(model, tok, prompts, 2, 6, temperature=1.0, top_p=1.0, seed=3)

@@ -59,7 +59,7 @@ def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tok
     With n > 1 each prompt is read once: its KV cache (all but the last prompt token) is computed on the prompts'
     batch and repeated n times, and `generate` continues from it on the n x prompts rows. These are the rows and the
     random stream of `generate(num_return_sequences=n)`, so the samples are the same (tested), without running every
-    prompt n times (bench/best_of_n.py)."""
+    prompt n times (bench/best_of_n.py). Models that name their own cache implementation generate as before."""
     import torch
 
     from w2s_trl.scoring import cache_argument, returned_cache, render
@@ -70,7 +70,9 @@ def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tok
     ids, mask = enc["input_ids"], enc["attention_mask"]
     extra = {} if top_k is None else {"top_k": top_k}
     with torch.no_grad():
-        if n > 1 and ids.shape[1] > 1:
+        # a model whose generation config names its own cache (static, hybrid) builds it in generate: no sharing
+        own_cache = getattr(getattr(policy, "generation_config", None), "cache_implementation", None)
+        if n > 1 and ids.shape[1] > 1 and own_cache is None:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
             cache = returned_cache(policy(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
                                            position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1))  # fmt: skip
