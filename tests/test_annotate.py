@@ -1,12 +1,15 @@
 """Best-of-N pair selection by value, and resumable annotation."""
 
+import copy
 import json
 import random
 
 import pytest
+import torch
 
-from w2s_trl.annotate import best_of_n, read_progress, select_pair
+from w2s_trl.annotate import best_of_n, prompt_cache, read_progress, sample, select_pair
 from w2s_trl.recipe import BestOfNSection
+from w2s_trl.scoring import render
 
 
 def test_argmax_and_argmin():
@@ -61,54 +64,69 @@ def test_annotation_resumes_without_regenerating_finished_prompts(tiny_lm, tmp_p
         assert after[done_id] == reference[done_id]  # finished prompts untouched
 
 
-def test_sample_reads_each_prompt_once_and_draws_generates_samples(tiny_lm):
-    """`sample` runs each prompt once and repeats its cache n times: the samples must be those of
-    `generate(num_return_sequences=n)` with the same seed, on prompts of different lengths (left padding), and the
-    prompt tokens must enter the model once per prompt, not n times."""
-    import torch
 
-    from w2s_trl.annotate import sample
-    from w2s_trl.scoring import render
+PROMPTS = [[{"role": "user", "content": text}] for text in
+           ("Hi?", "Tell me a long story about a dog and a cat on a boat.", "What is two plus two, exactly?")]
 
+
+def left_padded(tok, prompts):
+    tok.padding_side = "left"
+    return tok([render(tok, p, add_generation_prompt=True) for p in prompts], return_tensors="pt", padding=True,
+               add_special_tokens=False)  # fmt: skip
+
+
+def test_prompt_cache_continues_each_padded_prompt_as_a_full_forward(tiny_lm):
+    """The repeated cache plus the last prompt token predicts what the whole left-padded prompt predicts, row by row
+    (positions counted as generate counts them, padding masked)."""
     model, tok = tiny_lm
-    prompts = [[{"role": "user", "content": text}] for text in
-               ("Hi?", "Tell me a long story about a dog and a cat on a boat.", "What is two plus two, exactly?")]
+    enc = left_padded(tok, PROMPTS)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    n = 2
+    with torch.no_grad():
+        cache = prompt_cache(model, ids, mask, n)
+        full = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+        rows = ids.repeat_interleave(n, dim=0)
+        last = model(input_ids=rows[:, -1:], attention_mask=mask.repeat_interleave(n, dim=0),
+                     position_ids=(mask.sum(-1, keepdim=True) - 1).repeat_interleave(n, dim=0), past_key_values=cache,
+                     use_cache=True).logits[:, -1]  # fmt: skip
+    assert mask[0].eq(0).any()  # the short prompt is padded
+    torch.testing.assert_close(last, full.repeat_interleave(n, dim=0), atol=1e-5, rtol=1e-5)
+
+
+def test_sample_draws_the_samples_of_generate_with_each_prompt_read_once(tiny_lm):
+    """`sample` must give the samples of `generate(num_return_sequences=n)` with the same seed, on prompts of
+    different lengths (left padding), and the prompt tokens must enter the model once per prompt, not n times."""
+    model, tok = tiny_lm
     n, new = 3, 8
     seen = []
     hook = model.register_forward_hook(lambda m, args, kwargs, out: seen.append(kwargs["input_ids"].shape),
                                        with_kwargs=True)  # fmt: skip
     try:
-        got = sample(model, tok, prompts, n, new, temperature=1.0, top_p=1.0, seed=7)
+        got = sample(model, tok, PROMPTS, n, new, temperature=1.0, top_p=1.0, seed=7)
     finally:
         hook.remove()
 
-    tok.padding_side = "left"
-    enc = tok([render(tok, p, add_generation_prompt=True) for p in prompts], return_tensors="pt", padding=True,
-              add_special_tokens=False)  # fmt: skip
+    enc = left_padded(tok, PROMPTS)
     torch.manual_seed(7)
     with torch.no_grad():
         out = model.generate(**enc, do_sample=True, num_return_sequences=n, max_new_tokens=new, temperature=1.0,
                              top_p=1.0, pad_token_id=tok.pad_token_id)  # fmt: skip
     texts = [t.strip() for t in tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)]
-    assert got == [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
-    assert len({s for group in got for s in group}) > len(prompts)  # sampling, not n copies of one text
+    assert got == [texts[i * n : (i + 1) * n] for i in range(len(PROMPTS))]
+    assert len({s for group in got for s in group}) > len(PROMPTS)  # sampling, not n copies of one text
 
     width = enc["input_ids"].shape[1]
-    assert seen[0] == (len(prompts), width - 1)  # the prompts, once each, all but their last token
-    assert seen[1] == (len(prompts) * n, 1)  # then generate: the last prompt token of every row, from the cache
+    assert seen[0] == (len(PROMPTS), width - 1)  # the prompts, once each, all but their last token
+    assert seen[1] == (len(PROMPTS) * n, 1)  # then generate: the last prompt token of every row, from the cache
     assert all(shape[1] == 1 for shape in seen[1:])
 
 
 def test_sample_leaves_a_model_with_its_own_cache_implementation_to_generate(tiny_lm):
-    """generate refuses a cache passed to a model whose generation config names one (Gemma's hybrid, static): such
-    a model samples through plain generate, with the same samples."""
-    import copy
-
-    from w2s_trl.annotate import sample
-
+    """generate refuses a passed cache when the generation config names one (static, offloaded): such a model
+    samples through plain generate, with the same samples."""
     model, tok = tiny_lm
-    prompts = [[{"role": "user", "content": "Hi?"}], [{"role": "user", "content": "What is two plus two, exactly?"}]]
     static = copy.deepcopy(model)
     static.generation_config.cache_implementation = "static"
-    got = sample(static, tok, prompts, 2, 6, temperature=1.0, top_p=1.0, seed=3)
-    assert got == sample(model, tok, prompts, 2, 6, temperature=1.0, top_p=1.0, seed=3)
+    assert prompt_cache(static, *left_padded(tok, PROMPTS[:2]).values(), 2) is None
+    got = sample(static, tok, PROMPTS[:2], 2, 6, temperature=1.0, top_p=1.0, seed=3)
+    assert got == sample(model, tok, PROMPTS[:2], 2, 6, temperature=1.0, top_p=1.0, seed=3)

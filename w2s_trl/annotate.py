@@ -52,17 +52,38 @@ def read_progress(path: Path) -> dict[str, dict]:
     return done
 
 
+REPEATABLE_LAYERS = {"DynamicLayer", "DynamicSlidingWindowLayer"}  # cache layers that repeat every state they hold
+
+
+def prompt_cache(policy, ids, mask, n: int):
+    """The KV cache of left-padded prompts `ids` without their last token, each row repeated n times; None when the
+    model's cache cannot be repeated whole (linear-attention or other recurrent states) or names its own kind."""
+    from w2s_trl.scoring import returned_cache
+
+    # generate builds a named cache itself (static, offloaded) and refuses a passed one; it drops "hybrid" first
+    own = getattr(getattr(policy, "generation_config", None), "cache_implementation", None)
+    if own not in (None, "hybrid") or ids.shape[1] < 2:
+        return None
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+    cache = returned_cache(policy(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                                  use_cache=True, logits_to_keep=1))  # fmt: skip
+    if not all(type(layer).__name__ in REPEATABLE_LAYERS for layer in getattr(cache, "layers", [None])):
+        return None
+    cache.batch_repeat_interleave(n)
+    return cache
+
+
 def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tokens: int, temperature: float,
            top_p: float, seed: int, top_k: int | None = None) -> list[list[str]]:  # fmt: skip
     """n sampled completions per prompt, batched (left padding), seeded; `top_k` None keeps the model's default.
 
-    With n > 1 each prompt is read once: its KV cache (all but the last prompt token) is computed on the prompts'
-    batch and repeated n times, and `generate` continues from it on the n x prompts rows. These are the rows and the
-    random stream of `generate(num_return_sequences=n)`, so the samples are the same (tested), without running every
-    prompt n times (bench/best_of_n.py). Models that name their own cache implementation generate as before."""
+    With n > 1 each prompt is read once (`prompt_cache`): `generate` continues from its repeated cache on the
+    n x prompts rows. These are the rows and the random stream of `generate(num_return_sequences=n)`, so the samples
+    are the same up to floating-point rounding (identical on CPU in fp32, tested), without running every prompt n
+    times (bench/best_of_n.py). A model whose cache cannot be repeated generates as before."""
     import torch
 
-    from w2s_trl.scoring import cache_argument, returned_cache, render
+    from w2s_trl.scoring import cache_argument, render
 
     tokenizer.padding_side = "left"
     texts = [render(tokenizer, p, add_generation_prompt=True) for p in prompts]
@@ -70,20 +91,16 @@ def sample(policy, tokenizer, prompts: Sequence[list[dict]], n: int, max_new_tok
     ids, mask = enc["input_ids"], enc["attention_mask"]
     extra = {} if top_k is None else {"top_k": top_k}
     with torch.no_grad():
-        # a model whose generation config names its own cache (static, hybrid) builds it in generate: no sharing
-        own_cache = getattr(getattr(policy, "generation_config", None), "cache_implementation", None)
-        if n > 1 and ids.shape[1] > 1 and own_cache is None:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-            cache = returned_cache(policy(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                                           position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1))  # fmt: skip
-            cache.batch_repeat_interleave(n)
+        cache = prompt_cache(policy, ids, mask, n) if n > 1 else None
+        if cache is not None:
             ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
             extra[cache_argument(policy)] = cache
         else:
             extra["num_return_sequences"] = n
         torch.manual_seed(seed)
         out = policy.generate(input_ids=ids, attention_mask=mask, do_sample=True, max_new_tokens=max_new_tokens,
-                              temperature=temperature, top_p=top_p, pad_token_id=tokenizer.pad_token_id, **extra)  # fmt: skip
+                              temperature=temperature, top_p=top_p, pad_token_id=tokenizer.pad_token_id,
+                              **extra)  # fmt: skip
     decoded = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
     return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
