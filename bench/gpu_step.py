@@ -5,17 +5,10 @@ embedded strong model's architecture (SmolLM2-135M) and a 0.5B-class one (Qwen2.
     python bench/gpu_step.py [--out gpu_step.json] [--pairs 8] [--prompt 256] [--response 128] [--steps 6]
     python bench/gpu_step.py --device cpu --tiny --steps 2       # check the script on a CPU (no MFU)
 
-Needs only torch, transformers and peft (the device machine's image has them; it has no trl, and no hub or PyPI),
-plus bitsandbytes for the nf4 rows (skipped, and said so, when it cannot be imported). Weights are random, built
-from each architecture's config: the embedded model ships as a GGUF that cannot travel to that machine, and a step's
-time does not depend on the weights' values. On the device tool (docs in /work/.library/device/README.md):
-
-    echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-        --platform manylinux_2_24_x86_64 -d .whl bitsandbytes==0.50.2           # 41 MiB, inside the 64 MiB carry
-    run(carry=[".whl"], timeout_s=420, command="python3 -m pip install -q --no-index --no-deps --no-compile
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site; PYTHONUNBUFFERED=1 python3 bench/gpu_step.py
-        --out $OUT/gpu_step.json 2>&1 | tee $OUT/log")
+Needs only torch, transformers and peft, plus bitsandbytes for the nf4 rows (skipped, and said so, when it cannot
+be imported): it runs on a bare GPU machine with a CUDA PyTorch, no trl, no w2s_trl install and no network
+(`pip install bitsandbytes` or a carried wheel for the nf4 rows). Weights are random, built from each architecture's
+config: a step's time does not depend on the weights' values, and no download is needed.
 
 What is timed (after `--warmup` uncounted repeats; CUDA synchronized around each; median and min-max of `--steps`):
   dpo    the step `trl.DPOTrainer` runs with the project's defaults (LoRA r=16 on all linear layers, reference
@@ -27,12 +20,14 @@ What is timed (after `--warmup` uncounted repeats; CUDA synchronized around each
          of the same 2 x pairs sequences, LM head and log-softmax at the response positions only
          (`logits_to_keep`), log-probs gathered at the target tokens.
 
-MFU = model FLOPs / time / peak. Model FLOPs per sequence: 2 x (every matrix weight the tokens pass through: the
-layers and the LM head, at the positions it runs on) + attention 2 x 2 x layers x hidden x (causal pairs of
-positions). A training step counts 2x the forward: the backward computes gradients of the activations through the
-frozen weights (one forward's worth) and no weight gradients for them (LoRA's are negligible), the usual 3x would
-overstate MFU by half. Peak: the card's dense bf16 spec (H200/H100 SXM: 989 TFLOP/s) and the bf16 matrix product
-this script measures (8192^3 on a GPU, 1024^3 on a CPU: the ceiling a real kernel can reach; KINDS.md saw ~790 TFLOP/s on the H200).
+MFU = model FLOPs / time / peak. Forward FLOPs per sequence: 2 x (every frozen matrix weight the tokens pass
+through: the layers, and the LM head at the positions it runs on) + 2 x LoRA's matrices + attention 2 x 2 x layers
+x hidden x (causal pairs of positions: half of the full n^2 term some MFU conventions count). A training step
+counts the frozen matrices twice (forward, and the backward's activation gradients; no weight gradients for frozen
+weights, so the usual 3x would overstate MFU), attention three times (its backward costs two forwards) and LoRA
+three times. Peak: the card's dense bf16 spec where the name is known exactly (H200, H100 SXM: 989 TFLOP/s; A100:
+312) and the bf16 matrix product this script measures (8192^3 on a GPU, 1024^3 on a CPU: what a large kernel
+reaches on this card).
 """
 
 from __future__ import annotations
@@ -42,7 +37,8 @@ import json
 import statistics
 import time
 
-SPEC_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+SPEC_PEAK_BF16 = {"NVIDIA H200": 989e12, "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA A100-SXM4-80GB": 312e12,
+                  "NVIDIA A100-SXM4-40GB": 312e12}  # exact device names: PCIe/NVL variants have other peaks
 
 # Architectures as published (config.json of each model); weights random.
 ARCHITECTURES = {
@@ -83,15 +79,17 @@ def with_lora(model):
                                             task_type="CAUSAL_LM"))  # fmt: skip
 
 
-def model_flops(cfg, seqs: int, prompt: int, response: int, head_positions: int) -> float:
-    """Forward FLOPs of `seqs` sequences of prompt + response tokens, the LM head run at `head_positions` each."""
+def model_flops(cfg, seqs: int, prompt: int, response: int, head_positions: int, rank: int = 16) -> dict:
+    """Forward FLOPs of `seqs` sequences of prompt + response tokens, the LM head run at `head_positions` each, by
+    part: frozen matrices, LoRA (rank `rank` on the 7 linear layers of each block), attention."""
     h, layers, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     kv = cfg.num_key_value_heads * (h // cfg.num_attention_heads)
     per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter  # q, o; k, v; gate, up, down
+    lora_per_layer = rank * (h + h) * 2 + rank * (h + kv) * 2 + rank * (h + inter) * 3  # A and B of each
     n = prompt + response
-    causal_pairs = n * (n + 1) / 2
-    return seqs * (2 * per_layer * layers * n + 2 * h * cfg.vocab_size * head_positions
-                   + 4 * layers * h * causal_pairs)  # fmt: skip
+    return {"frozen": seqs * (2 * per_layer * layers * n + 2 * h * cfg.vocab_size * head_positions),
+            "lora": seqs * 2 * lora_per_layer * layers * n,
+            "attention": seqs * 4 * layers * h * n * (n + 1) / 2}  # fmt: skip
 
 
 def timed(fn, steps: int, warmup: int, sync) -> list[float]:
@@ -118,6 +116,9 @@ def matmul_ceiling(device, sync, size: int) -> float:
 def run_case(name, kind, fields, nf4: bool, a, device, dtype, sync, tmp) -> dict:
     import torch
 
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     model = with_lora(build(kind, fields, dtype, device, nf4, tmp))
     cfg = model.config
     seqs, n = 2 * a.pairs, a.prompt + a.response
@@ -147,16 +148,11 @@ def run_case(name, kind, fields, nf4: bool, a, device, dtype, sync, tmp) -> dict
     model.eval()
     t_score = timed(score, a.steps, a.warmup, sync)
     peak_mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-    fwd = model_flops(cfg, seqs, a.prompt, a.response, a.response)
-    result = {"model": name, "weights": "nf4 (bf16 compute)" if nf4 else str(dtype).replace("torch.", ""),
-              "params": sum(p.numel() for p in model.parameters()), "sequences": seqs, "tokens": seqs * n,
-              "dpo_step_s": t_dpo, "score_s": t_score, "dpo_flops": 2 * fwd, "score_flops": fwd,
-              "peak_gpu_mem_gib": peak_mem}  # fmt: skip
-    del model, opt
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    return result
+    part = model_flops(cfg, seqs, a.prompt, a.response, a.response + 1)
+    return {"model": name, "weights": "nf4 (bf16 compute)" if nf4 else str(dtype).replace("torch.", ""),
+            "sequences": seqs, "tokens": seqs * n, "dpo_step_s": t_dpo, "score_s": t_score,
+            "dpo_flops": 2 * part["frozen"] + 3 * part["lora"] + 3 * part["attention"],
+            "score_flops": sum(part.values()), "peak_gpu_mem_gib": peak_mem}  # fmt: skip
 
 
 def spread(values: list[float]) -> str:
@@ -186,7 +182,7 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     dtype = torch.bfloat16
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    spec = next((v for k, v in SPEC_PEAK_BF16.items() if k in card), None)
+    spec = SPEC_PEAK_BF16.get(card)
     size = 8192 if device.type == "cuda" else 1024
     ceiling = matmul_ceiling(device, sync, size)
     print(f"device: {card}; torch {torch.__version__}; spec bf16 peak "
