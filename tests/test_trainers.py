@@ -84,7 +84,7 @@ def test_dpo_conflict_term_is_exactly_the_added_loss(tmp_path, precompute):
     """Reference log-probs come from TRL's own reference forward (precompute off) or the precomputed columns (on)."""
     recipe = recipe_for("dpo_weak_rm.yaml", f"align.args.precompute_ref_log_probs={str(precompute).lower()}")
     trainer, _ = make_trainer(recipe, labelled_rows(), str(tmp_path), "t", max_length=256, conflict_alpha=1.5)
-    assert type(trainer).__name__ == "ConflictDPOTrainer"
+    assert type(trainer).__name__ == "SharedPromptConflictDPOTrainer"  # the conflict term reads the unpacked output
     batch = next(iter(trainer.get_train_dataloader()))
     assert set(batch["gt_label"].tolist()) == {0.0, 1.0}  # the weak labels' swaps reach the batch
     model = trainer.model

@@ -110,6 +110,10 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
 
     Trainer, extra = trainer_class(recipe.align.trainer, conflict_alpha), trainer_kwargs(conflict_alpha)
+    if recipe.align.trainer == "dpo" and recipe.align.share_prompt:
+        from w2s_trl.training.shared_prompt import with_shared_prompt
+
+        Trainer = with_shared_prompt(Trainer)
     if ref_cache_dir is not None and getattr(config, "precompute_ref_log_probs", False):
         from w2s_trl.training.reference import cache_path, with_reference_cache
 
@@ -126,7 +130,8 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 def reference_identity(recipe: Recipe, args: dict, model) -> dict:
     """What the reference log-probs depend on: the base weights (the hub commit they came from; a local folder's weight
     files by size and time, so a folder saved again in place is another reference), how they are loaded, and the
-    trainer arguments (numeric mode, max_length, ld_alpha, batch sizes); not the stage, row order or conflict term."""
+    trainer arguments (numeric mode, max_length, ld_alpha, batch sizes) and the forward's layout (share_prompt: the
+    same values up to rounding); not the stage, row order or conflict term."""
     from w2s_trl.models import WEIGHT_SUFFIXES, embedded_revision, resolve_model_path
 
     strong = recipe.strong
@@ -136,7 +141,7 @@ def reference_identity(recipe: Recipe, args: dict, model) -> dict:
     return {"model": strong.model, "revision": embedded_revision(strong.model), "weights": files,
             "commit": getattr(getattr(model, "config", None), "_commit_hash", None),
             "chat_template": strong.chat_template, "quantization": strong.quantization.model_dump(),
-            "trainer": recipe.align.trainer, "args": args}  # fmt: skip
+            "trainer": recipe.align.trainer, "share_prompt": recipe.align.share_prompt, "args": args}  # fmt: skip
 
 
 def shared_dataset(dataset, folder: str):

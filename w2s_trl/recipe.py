@@ -349,6 +349,10 @@ class AlignSection(Strict):
         True, description="batches of rows of similar length, in a seeded random order (a batch costs its longest "
         "row: mixing 60- and 250-token rows pads most of every batch)"
     )
+    share_prompt: bool = Field(
+        True, description="dpo: each pair's prompt runs once for both responses (one packed row per pair, the same "
+        "log-probs as TRL's two rows); false: TRL's own forward"
+    )
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 
     @field_validator("args")

@@ -1,0 +1,123 @@
+"""The prompt-once DPO forward: one packed row per pair gives TRL's per-token outputs and gradients, leaves layouts it
+does not know to the model, and trains to TRL's losses."""
+
+import pytest
+import torch
+
+from w2s_trl.training.shared_prompt import PromptOnceForward, pack_pairs
+
+FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")
+
+
+@pytest.fixture(scope="module")
+def fused_lora():
+    """The tiny LM with TRL's fused head and a LoRA adapter whose B is random (a fresh adapter is the identity)."""
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
+
+    from w2s_trl.models import load_causal_lm
+
+    base = load_causal_lm("tiny:causal-lm")
+    add_fused_lm_head(base, outputs=FIELDS)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+def trl_batch(lengths, seed=1):
+    """TRL's DPO collator on random token ids: (prompt, chosen, rejected) lengths per pair."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    g = torch.Generator().manual_seed(seed)
+    examples = [{k: torch.randint(5, 200, (n,), generator=g).tolist() for k, n in
+                 zip(("prompt_ids", "chosen_ids", "rejected_ids"), triple)} for triple in lengths]  # fmt: skip
+    batch = DataCollatorForPreference(pad_token_id=0)(examples)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return batch
+
+
+def forward_and_grads(model, forward, batch):
+    model.zero_grad()
+    out = forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                  fused_lm_head=True, use_cache=False)  # fmt: skip
+    (out.log_probs.sum() + out.entropy.sum()).backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_packed_pairs_give_trls_per_token_outputs_and_gradients(fused_lora):
+    # prompts of 5, 9 and 1 tokens; chosen shorter and longer than rejected; a one-token response
+    batch = trl_batch([(5, 3, 7), (9, 4, 2), (1, 6, 1)])
+    plain, plain_grads = forward_and_grads(fused_lora, fused_lora, batch)
+    shared = PromptOnceForward(fused_lora)
+    packed, packed_grads = forward_and_grads(fused_lora, shared, batch)
+    assert shared.packed_last
+    for name in FIELDS:
+        assert getattr(packed, name).shape == getattr(plain, name).shape
+        torch.testing.assert_close(getattr(packed, name), getattr(plain, name), atol=1e-5, rtol=1e-5)
+    assert plain.log_probs.ne(0).sum() == batch["completion_mask"].sum()  # every response token is scored
+    assert plain_grads.keys() == packed_grads.keys() and plain_grads
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_the_packed_row_holds_each_prompt_once():
+    batch = trl_batch([(5, 3, 7), (9, 4, 2)])
+    packed = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"], additive_mask=False)
+    assert packed.input_ids.shape == (2, 9 + 4 + 1 + 2)  # the longest pair: prompt, chosen, the repeat, rejected
+    ids = batch["input_ids"]
+    row = packed.input_ids[0, : 5 + 3 + 1 + 7]
+    assert row.tolist() == ids[0, :8].tolist() + [ids[0, 4].item()] + ids[2, 5:12].tolist()
+    assert packed.position_ids[0, :16].tolist() == list(range(8)) + [4] + list(range(5, 12))
+    mask = packed.attention_mask[0, 0]
+    assert not mask[9:16, 4].any() and not mask[9:16, 5:8].any()  # rejected sees neither prompt end nor chosen
+    assert mask[9:16, :4].all() and mask[8, 8] and mask[15, 8:16].all()
+    assert int(packed.valid.sum()) == int(batch["completion_mask"].sum())
+
+
+@pytest.mark.parametrize("spoil", ["odd rows", "different prompts", "no prompt"])
+def test_layouts_it_does_not_know_run_unchanged(fused_lora, spoil):
+    batch = trl_batch([(5, 3, 7), (9, 4, 2)] if spoil != "no prompt" else [(0, 3, 7), (4, 2, 2)])
+    if spoil == "odd rows":
+        batch = {k: v[:3] for k, v in batch.items()}
+    if spoil == "different prompts":
+        batch["input_ids"][2, 1] += 1  # pair 0's rejected row has another prompt
+    assert pack_pairs(batch["input_ids"], batch["attention_mask"], batch["labels"], additive_mask=False) is None
+    shared = PromptOnceForward(fused_lora)
+    with torch.no_grad():
+        got = shared(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, fused_lm_head=True)
+        want = fused_lora(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, fused_lm_head=True)
+    assert not shared.packed_last
+    torch.testing.assert_close(got.log_probs, want.log_probs, atol=0, rtol=0)
+
+
+def test_dpo_trains_to_trls_losses_with_each_prompt_once(tmp_path):
+    """The main job's DPO path (fp32 here) with share_prompt on and off: the same loss on a fixed batch, the same
+    training losses over three steps, and the policy forward of the shared run sees one row per pair."""
+    from tests.test_trainers import labelled_rows, perturb_adapter, recipe_for
+    from w2s_trl.align import make_trainer
+
+    rows = labelled_rows(12)
+    runs = {}
+    for share in (False, True):
+        recipe = recipe_for("dpo_weak_rm.yaml", f"align.share_prompt={str(share).lower()}", "align.args.max_steps=3",
+                            "align.args.per_device_train_batch_size=4", "align.args.logging_steps=1")  # fmt: skip
+        trainer, _ = make_trainer(recipe, rows, str(tmp_path / str(share)), "t", max_length=256)
+        assert type(trainer).__name__.startswith("SharedPrompt") == share
+        perturb_adapter(trainer.model)
+        batch = next(iter(trainer.get_train_dataloader()))
+        rows_seen = []
+        hook = trainer.model.register_forward_hook(lambda m, a, kw, out: rows_seen.append(kw["input_ids"].shape[0]),
+                                                   with_kwargs=True)  # fmt: skip
+        with torch.no_grad():
+            fixed = trainer.compute_loss(trainer.model, batch).item()
+        trainer.train()
+        hook.remove()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        runs[share] = fixed, losses, rows_seen
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
+    assert len(runs[True][1]) == 3 and runs[True][1] == pytest.approx(runs[False][1], rel=1e-4)
+    assert set(runs[False][2]) == {8} and set(runs[True][2]) == {4}  # 4 pairs: 8 rows in TRL's layout, 4 packed
