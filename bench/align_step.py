@@ -62,8 +62,11 @@ class Clock:
 
 
 def tokens_of(trainer) -> int:
+    """Tokens of chosen + rejected rows (prompt counted in both): DPO's columns, or CPO's (prompt inside each row)."""
     ds = trainer.train_dataset
-    return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
+    if "prompt_ids" in ds.column_names:
+        return sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
+    return sum(len(c) + len(r) for c, r in zip(ds["chosen_input_ids"], ds["rejected_input_ids"]))
 
 
 def run_trl(recipe, rows, max_length: int) -> dict:
@@ -142,6 +145,8 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--long", action="store_true", help="long multi-turn rows (prompts of ~300-800 tokens)")
+    p.add_argument("--prompt-once-only", action="store_true",
+                   help="sides b and d only (a recipe whose trainer is not DPO: --recipe recipes/simpo_density_ratio.yaml)")
     a = p.parse_args()
 
     import torch
@@ -158,6 +163,8 @@ def main() -> int:
              "b: w2s-trl defaults": lambda: run_w2s(recipe, rows, a.max_length, grouping=True),
              "c: b, batches of a": lambda: run_w2s(recipe, rows, a.max_length, grouping=False),
              "d: b, prompt twice": lambda: run_w2s(recipe, rows, a.max_length, grouping=True, share_prompt=False)}
+    if a.prompt_once_only:
+        sides = {k: v for k, v in sides.items() if k[0] in "bd"}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for i in range(a.repeat):
         for name, run in sides.items():
@@ -171,12 +178,14 @@ def main() -> int:
         print(f"{name:<22} {spread([r['stage'] for r in rs]):>22} {spread([r['steps'] / n for r in rs]):>22} "
               f"{spread([r['tokens_per_s'] for r in rs]):>26} {statistics.median(r['loss'] for r in rs):>11.5f}")
     med = {name: {k: statistics.median(r[k] for r in rs) for k in ("stage", "steps", "loss")} for name, rs in runs.items()}
-    ta, tb = med["a: TRL defaults"], med["b: w2s-trl defaults"]
-    print(f"\nspeed-up b over a: whole stage {ta['stage'] / tb['stage']:.2f}x, optimizer steps {ta['steps'] / tb['steps']:.2f}x"
-          f" (per-run ratios: stage {spread([x['stage'] / y['stage'] for x, y in zip(runs['a: TRL defaults'], runs['b: w2s-trl defaults'])])})")
-    gap = abs(ta["loss"] - med["c: b, batches of a"]["loss"])
-    print(f"same maths: |loss(a) - loss(c)| = {gap:.2e} (tolerance {LOSS_TOLERANCE:g}); loss(b) = {tb['loss']:.5f} "
-          "trains on other batches (length-grouped) and agrees only as well as two batch orders do")
+    tb, gap = med["b: w2s-trl defaults"], 0.0
+    if not a.prompt_once_only:
+        ta = med["a: TRL defaults"]
+        print(f"\nspeed-up b over a: whole stage {ta['stage'] / tb['stage']:.2f}x, optimizer steps {ta['steps'] / tb['steps']:.2f}x"
+              f" (per-run ratios: stage {spread([x['stage'] / y['stage'] for x, y in zip(runs['a: TRL defaults'], runs['b: w2s-trl defaults'])])})")
+        gap = abs(ta["loss"] - med["c: b, batches of a"]["loss"])
+        print(f"same maths: |loss(a) - loss(c)| = {gap:.2e} (tolerance {LOSS_TOLERANCE:g}); loss(b) = {tb['loss']:.5f} "
+              "trains on other batches (length-grouped) and agrees only as well as two batch orders do")
     td = med["d: b, prompt twice"]
     print(f"prompt once: b over d {td['stage'] / tb['stage']:.2f}x whole stage, {td['steps'] / tb['steps']:.2f}x optimizer "
           f"steps (per-run ratios: steps {spread([x['steps'] / y['steps'] for x, y in zip(runs['d: b, prompt twice'], runs['b: w2s-trl defaults'])])}); "

@@ -212,8 +212,9 @@ def main() -> None:
                     line += f"| {key[:-2]} {spread(r[key])}, {r['tokens'] / t:,.0f} tok/s, {tflops:.2f} TFLOP/s{mfu} "
                 mem = f"| peak {r['peak_gpu_mem_gib']:.2f} GiB" if r["peak_gpu_mem_gib"] is not None else ""
                 print(line + mem, flush=True)
+    tiny = "; TINY configs: a check of the script, not a measurement" if a.tiny else ""
     print(f"(each row: {2 * a.pairs} sequences of {a.prompt} + {a.response} tokens; median [min, max] of {a.steps} "
-          f"runs after {a.warmup} warm-ups{'; TINY configs: a check of the script, not a measurement' if a.tiny else ''})")  # fmt: skip
+          f"runs after {a.warmup} warm-ups{tiny})")
     if a.out:
         with open(a.out, "w") as fh:
             json.dump({"device": card, "torch": torch.__version__, "spec_peak": spec, "matmul_ceiling": ceiling,

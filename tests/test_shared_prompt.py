@@ -1,5 +1,5 @@
-"""The prompt-once DPO forward: one packed row per pair gives TRL's per-token outputs and gradients, leaves layouts it
-does not know to the model, and trains to TRL's losses."""
+"""The prompt-once forward of DPO and SimPO: one packed row per pair gives TRL's per-token outputs, logits and
+gradients, leaves layouts it does not know to the model, and trains to TRL's losses."""
 
 import pytest
 import torch
@@ -94,30 +94,70 @@ def test_layouts_it_does_not_know_run_unchanged(fused_lora, spoil):
     torch.testing.assert_close(got.log_probs, want.log_probs, atol=0, rtol=0)
 
 
-def test_dpo_trains_to_trls_losses_with_each_prompt_once(tmp_path):
-    """The main job's DPO path (fp32 here) with share_prompt on and off: the same loss on a fixed batch, the same
-    training losses over three steps, and the policy forward of the shared run sees one row per pair."""
+def cpo_batch(lengths, seed=2):
+    """TRL's CPO layout: [chosen rows; rejected rows], each prompt + response, right padded; (prompt, chosen,
+    rejected) lengths per pair."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for p, c, r in lengths:
+        prompt = torch.randint(5, 200, (p,), generator=g)
+        rows.append((torch.cat([prompt, torch.randint(5, 200, (c,), generator=g)]),
+                     torch.cat([prompt, torch.randint(5, 200, (r,), generator=g)])))  # fmt: skip
+    seqs = [chosen for chosen, _ in rows] + [rejected for _, rejected in rows]
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = s, 1
+    return ids, mask
+
+
+def test_simpo_logits_of_the_packed_pairs_are_trls(fused_lora):
+    """CPO/SimPO asks for logits: at every real position of every row they equal the batch's own, and so do the
+    gradients of a loss on them."""
+    ids, mask = cpo_batch([(5, 3, 7), (9, 4, 2), (1, 6, 1)])
+    shared = PromptOnceForward(fused_lora)
+    results = []
+    for forward in (fused_lora, shared):
+        fused_lora.zero_grad()
+        logits = forward(ids, attention_mask=mask, use_cache=False).logits
+        real = logits[mask.bool()]
+        real.logsumexp(-1).sum().backward()
+        grads = {n: p.grad.clone() for n, p in fused_lora.named_parameters() if p.grad is not None}
+        results.append((real.detach(), grads))
+    assert shared.packed_last
+    (plain, plain_grads), (packed, packed_grads) = results
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("recipe_name", ["dpo_weak_rm.yaml", "simpo_density_ratio.yaml"])
+def test_training_reaches_trls_losses_with_each_prompt_once(tmp_path, recipe_name):
+    """DPO (fused head) and SimPO (TRL's CPO trainer, logits), fp32, with share_prompt on and off: the same loss on a
+    fixed batch, the same training losses over three steps, and the policy sees one row per pair when shared."""
     from tests.test_trainers import labelled_rows, perturb_adapter, recipe_for
     from w2s_trl.align import make_trainer
 
     rows = labelled_rows(12)
     runs = {}
     for share in (False, True):
-        recipe = recipe_for("dpo_weak_rm.yaml", f"align.share_prompt={str(share).lower()}", "align.args.max_steps=3",
+        recipe = recipe_for(recipe_name, f"align.share_prompt={str(share).lower()}", "align.args.max_steps=3",
                             "align.args.per_device_train_batch_size=4", "align.args.logging_steps=1")  # fmt: skip
         trainer, _ = make_trainer(recipe, rows, str(tmp_path / str(share)), "t", max_length=256)
         assert type(trainer).__name__.startswith("SharedPrompt") == share
         perturb_adapter(trainer.model)
         batch = next(iter(trainer.get_train_dataloader()))
-        rows_seen = []
-        hook = trainer.model.register_forward_hook(lambda m, a, kw, out: rows_seen.append(kw["input_ids"].shape[0]),
-                                                   with_kwargs=True)  # fmt: skip
+        seen = []  # rows per policy forward (CPO passes input_ids by position)
+        hook = trainer.model.register_forward_hook(
+            lambda m, args, kwargs, out: seen.append(len(kwargs["input_ids"] if "input_ids" in kwargs else args[0])),
+            with_kwargs=True,
+        )
         with torch.no_grad():
             fixed = trainer.compute_loss(trainer.model, batch).item()
         trainer.train()
         hook.remove()
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        runs[share] = fixed, losses, rows_seen
+        runs[share] = fixed, [h["loss"] for h in trainer.state.log_history if "loss" in h], set(seen)
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
     assert len(runs[True][1]) == 3 and runs[True][1] == pytest.approx(runs[False][1], rel=1e-4)
-    assert set(runs[False][2]) == {8} and set(runs[True][2]) == {4}  # 4 pairs: 8 rows in TRL's layout, 4 packed
+    assert runs[False][2] == {8} and runs[True][2] == {4}  # 4 pairs: 8 rows in TRL's layout, 4 packed

@@ -350,8 +350,8 @@ class AlignSection(Strict):
         "row: mixing 60- and 250-token rows pads most of every batch)"
     )
     share_prompt: bool = Field(
-        True, description="dpo: each pair's prompt runs once for both responses (one packed row per pair, the same "
-        "log-probs as TRL's two rows); false: TRL's own forward"
+        True, description="dpo, simpo: each pair's prompt runs once for both responses (one packed row per pair, the "
+        "same log-probs as TRL's two rows); false: TRL's own forward"
     )
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 
