@@ -58,26 +58,27 @@ def generate(model, tok, prompts, n: int, max_new_tokens: int, temperature: floa
     return [[d.strip() for d in decoded[i * n : (i + 1) * n]] for i in range(len(prompts))]
 
 
-def run_batched(model, tok, rows, cfg, seed: int) -> list[list[str]]:
-    from w2s_trl.annotate import prompt_seed, sample
-
-    out = []
-    for start in range(0, len(rows), cfg.prompts_per_batch):
-        batch = rows[start : start + cfg.prompts_per_batch]
-        out += sample(model, tok, [r["prompt"] for r in batch], cfg.n, cfg.max_new_tokens, cfg.temperature,
-                      cfg.top_p, prompt_seed(seed, batch[0]["id"]))  # fmt: skip
-    return out
-
-
-def run_plain_batched(model, tok, rows, cfg, seed: int) -> list[list[str]]:
+def in_batches(fn, model, tok, rows, cfg, seed: int) -> list[list[str]]:
+    """`fn` (annotate.sample or this script's plain generate call) over `prompts_per_batch` prompts at a time,
+    seeded per batch as `best_of_n` seeds it."""
     from w2s_trl.annotate import prompt_seed
 
     out = []
     for start in range(0, len(rows), cfg.prompts_per_batch):
         batch = rows[start : start + cfg.prompts_per_batch]
-        out += generate(model, tok, [r["prompt"] for r in batch], cfg.n, cfg.max_new_tokens, cfg.temperature,
-                        cfg.top_p, prompt_seed(seed, batch[0]["id"]))  # fmt: skip
+        out += fn(model, tok, [r["prompt"] for r in batch], cfg.n, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                  prompt_seed(seed, batch[0]["id"]))  # fmt: skip
     return out
+
+
+def run_batched(model, tok, rows, cfg, seed: int) -> list[list[str]]:
+    from w2s_trl.annotate import sample
+
+    return in_batches(sample, model, tok, rows, cfg, seed)
+
+
+def run_plain_batched(model, tok, rows, cfg, seed: int) -> list[list[str]]:
+    return in_batches(generate, model, tok, rows, cfg, seed)
 
 
 def run_single(model, tok, rows, cfg, seed: int) -> list[list[str]]:
