@@ -4,9 +4,11 @@ gradients, leaves layouts it does not know to the model, and trains to TRL's los
 import pytest
 import torch
 
-from w2s_trl.training.shared_prompt import PromptOnceForward, pack_pairs
+from types import SimpleNamespace
 
-FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")
+from w2s_trl.training.shared_prompt import PromptOnceForward, pack_pairs, packing_blocker
+
+FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +50,22 @@ def forward_and_grads(model, forward, batch):
     return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_packed_pairs_give_trls_per_token_outputs_and_gradients(fused_lora):
+@pytest.fixture(params=["sdpa", "eager"])
+def kernel(request, fused_lora):
+    """Both attention kernels packing takes: sdpa (a boolean mask) and eager (an additive float mask)."""
+    fused_lora.base_model.model.set_attn_implementation(request.param)
+    yield request.param
+    fused_lora.base_model.model.set_attn_implementation("sdpa")
+
+
+def test_packed_pairs_give_trls_per_token_outputs_and_gradients(fused_lora, kernel):
     # prompts of 5, 9 and 1 tokens; chosen shorter and longer than rejected; a one-token response
+    assert fused_lora.config._attn_implementation == kernel
     batch = trl_batch([(5, 3, 7), (9, 4, 2), (1, 6, 1)])
     plain, plain_grads = forward_and_grads(fused_lora, fused_lora, batch)
     shared = PromptOnceForward(fused_lora)
     packed, packed_grads = forward_and_grads(fused_lora, shared, batch)
-    assert shared.packed_last
+    assert shared.packed
     for name in FIELDS:
         assert getattr(packed, name).shape == getattr(plain, name).shape
         torch.testing.assert_close(getattr(packed, name), getattr(plain, name), atol=1e-5, rtol=1e-5)
@@ -90,7 +101,7 @@ def test_layouts_it_does_not_know_run_unchanged(fused_lora, spoil):
     with torch.no_grad():
         got = shared(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, fused_lm_head=True)
         want = fused_lora(**{k: batch[k] for k in ("input_ids", "attention_mask", "labels")}, fused_lm_head=True)
-    assert not shared.packed_last
+    assert not shared.packed
     torch.testing.assert_close(got.log_probs, want.log_probs, atol=0, rtol=0)
 
 
@@ -112,7 +123,7 @@ def cpo_batch(lengths, seed=2):
     return ids, mask
 
 
-def test_simpo_logits_of_the_packed_pairs_are_trls(fused_lora):
+def test_simpo_logits_of_the_packed_pairs_are_trls(fused_lora, kernel):
     """CPO/SimPO asks for logits: at every real position of every row they equal the batch's own, and so do the
     gradients of a loss on them."""
     ids, mask = cpo_batch([(5, 3, 7), (9, 4, 2), (1, 6, 1)])
@@ -125,7 +136,7 @@ def test_simpo_logits_of_the_packed_pairs_are_trls(fused_lora):
         real.logsumexp(-1).sum().backward()
         grads = {n: p.grad.clone() for n, p in fused_lora.named_parameters() if p.grad is not None}
         results.append((real.detach(), grads))
-    assert shared.packed_last
+    assert shared.packed
     (plain, plain_grads), (packed, packed_grads) = results
     torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
     for name, grad in plain_grads.items():
@@ -158,6 +169,32 @@ def test_training_reaches_trls_losses_with_each_prompt_once(tmp_path, recipe_nam
         trainer.train()
         hook.remove()
         runs[share] = fixed, [h["loss"] for h in trainer.state.log_history if "loss" in h], set(seen)
+        packed = [h["prompt_once/packed"] for h in trainer.state.log_history if "prompt_once/packed" in h]
+        assert packed == ([1.0] * 3 if share else [])  # every training step ran packed, and the logs say so
     assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-5)
     assert len(runs[True][1]) == 3 and runs[True][1] == pytest.approx(runs[False][1], rel=1e-4)
     assert runs[False][2] == {8} and runs[True][2] == {4}  # 4 pairs: 8 rows in TRL's layout, 4 packed
+
+
+def test_models_a_packed_row_would_change_are_left_to_trls_layout(fused_lora):
+    """A sliding window would see past its window in a packed row, recurrent or convolution layers would carry the
+    chosen tokens into the rejected ones, and some kernels take no custom mask: such models run unpacked."""
+    def blocker(**fields):
+        config = SimpleNamespace(model_type="llama", _attn_implementation="sdpa", sliding_window=None)
+        return packing_blocker(SimpleNamespace(config=SimpleNamespace(**{**vars(config), **fields})))
+
+    assert packing_blocker(fused_lora) is None and blocker() is None and blocker(_attn_implementation="eager") is None
+    assert blocker(model_type="qwen2", sliding_window=4096, use_sliding_window=False) is None
+    assert "sliding-window" in blocker(model_type="mistral", sliding_window=4)
+    assert "full attention" in blocker(model_type="qwen3", layer_types=["full_attention", "sliding_attention"])
+    assert "chunked" in blocker(attention_chunk_size=8192)
+    assert "not among" in blocker(model_type="lfm2")
+    assert "custom mask" in blocker(_attn_implementation="flash_attention_2")
+
+    batch = trl_batch([(5, 3, 7), (9, 4, 2)])
+    shared = PromptOnceForward(fused_lora, blocker(model_type="mistral", sliding_window=4))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    with torch.no_grad():
+        got, want = shared(**inputs, fused_lm_head=True), fused_lora(**inputs, fused_lm_head=True)
+    assert not shared.packed and "sliding-window" in shared.reason
+    torch.testing.assert_close(got.log_probs, want.log_probs, atol=0, rtol=0)

@@ -84,7 +84,8 @@ def test_dpo_conflict_term_is_exactly_the_added_loss(tmp_path, precompute):
     """Reference log-probs come from TRL's own reference forward (precompute off) or the precomputed columns (on)."""
     recipe = recipe_for("dpo_weak_rm.yaml", f"align.args.precompute_ref_log_probs={str(precompute).lower()}")
     trainer, _ = make_trainer(recipe, labelled_rows(), str(tmp_path), "t", max_length=256, conflict_alpha=1.5)
-    assert type(trainer).__name__ == "SharedPromptConflictDPOTrainer"  # the conflict term reads the unpacked output
+    # packed pairs (each prompt once) with a precomputed reference; the conflict term reads the unpacked output
+    assert type(trainer).__name__ == ("SharedPromptConflictDPOTrainer" if precompute else "ConflictDPOTrainer")
     batch = next(iter(trainer.get_train_dataloader()))
     assert set(batch["gt_label"].tolist()) == {0.0, 1.0}  # the weak labels' swaps reach the batch
     model = trainer.model
@@ -121,7 +122,7 @@ def test_simpo_conflict_term_is_exactly_the_added_loss(tmp_path):
 
     recipe = recipe_for("simpo_density_ratio.yaml", "align.args.beta=2.0", "align.args.simpo_gamma=0.5")
     trainer, _ = make_trainer(recipe, labelled_rows(), str(tmp_path), "t", max_length=256, conflict_alpha=0.7)
-    assert type(trainer).__name__ == "ConflictCPOTrainer"
+    assert type(trainer).__name__ == "SharedPromptConflictCPOTrainer"
     batch = next(iter(trainer.get_train_dataloader()))
     assert set(int(x) for x in batch["gt_label"]) == {0, 1}
     model = trainer.model

@@ -110,7 +110,8 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     from w2s_trl.training.trainers import trainer_class, trainer_kwargs
 
     Trainer, extra = trainer_class(recipe.align.trainer, conflict_alpha), trainer_kwargs(conflict_alpha)
-    if recipe.align.trainer in ("dpo", "simpo") and recipe.align.share_prompt:
+    precomputed = getattr(config, "precompute_ref_log_probs", False)  # a reference inside the loss would run unpacked
+    if recipe.align.share_prompt and (recipe.align.trainer == "simpo" or recipe.align.trainer == "dpo" and precomputed):
         from w2s_trl.training.shared_prompt import with_shared_prompt
 
         Trainer = with_shared_prompt(Trainer)

@@ -350,8 +350,9 @@ class AlignSection(Strict):
         "row: mixing 60- and 250-token rows pads most of every batch)"
     )
     share_prompt: bool = Field(
-        True, description="dpo, simpo: each pair's prompt runs once for both responses (one packed row per pair, the "
-        "same log-probs as TRL's two rows); false: TRL's own forward"
+        True, description="dpo (with precompute_ref_log_probs) and simpo: each pair's prompt runs once for both "
+        "responses (one packed row per pair, TRL's log-probs and loss) on full-attention models; others, and batches "
+        "in another layout, run TRL's own forward (printed once, logged as prompt_once/packed); false: always TRL's"
     )
     args: dict[str, Any] = Field(default_factory=dict, description="arguments of the TRL config class")
 

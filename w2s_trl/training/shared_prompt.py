@@ -14,7 +14,14 @@ TRL's `[2B, L - 1]` layout, so TRL's loss and metrics run unchanged on them.
 
 SimPO (TRL's CPO trainer) asks for logits, not per-token log-probs: `pack_common_prefix` runs the tokens a pair's
 two rows share from the start once (no repeat is needed: a logit belongs to a position, not to a label) and
-`unpack` gathers the logits back into TRL's `[2B, L, V]`.
+`unpack` gathers the logits back into TRL's `[2B, L, V]`. Padding positions then hold another position's logits:
+CPO's `logits/chosen` and `logits/rejected` metrics, means over every position padding included, differ from
+TRL's (its losses and log-probs do not).
+
+Only models whose every layer is full attention can be packed exactly (`packing_blocker`: a sliding window would
+see past its window, recurrent or convolution state would carry the chosen tokens into the rejected ones), through
+a kernel that takes a custom mask (sdpa, eager). Anything else runs TRL's own forward, said once on the console
+and in the `prompt_once/packed` metric (the share of packed calls).
 
 Work saved: the prompt tokens of every pair, minus one token (measured on the testbed's w2s_train: 1.62x fewer
 tokens; on long multi-turn rows 1.90x).
@@ -149,59 +156,121 @@ def _pack(input_ids, lengths, starts, repeat: bool, label_dtype, additive_mask: 
     return PairedRows(ids, mask, positions, shift, src_row, src_col, valid)
 
 
+# Decoder families whose layers are all attention (no recurrent or convolution state that would carry the chosen
+# tokens into the rejected ones); a sliding window or chunked attention is checked on the config as well.
+FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "olmo", "olmo2", "granite", "stablelm",
+                        "starcoder2", "smollm3", "cohere", "glm", "helium"}  # fmt: skip
+MAX_MASK_ELEMENTS = 2**28  # [B, 1, M, M]: 256 MiB as booleans; larger batches run unpacked
+
+
+def packing_blocker(model) -> str | None:
+    """Why `model` cannot run packed pairs exactly (None: it can): every token must see exactly its own row's
+    tokens, which a custom mask gives only to plain full attention."""
+    inner = getattr(model, "module", model)  # DDP keeps the model in .module
+    config = getattr(inner, "config", None)
+    kind, kernel = getattr(config, "model_type", None), getattr(config, "_attn_implementation", None)
+    if kind not in FULL_ATTENTION_TYPES:
+        return f"model type {kind!r} is not among the full-attention families packing is checked for"
+    if kernel not in PromptOnceForward.KERNELS:
+        return f"attention implementation {kernel!r} takes no custom mask (sdpa and eager do)"
+    window = getattr(config, "sliding_window", None)
+    if window is not None and getattr(config, "use_sliding_window", True):
+        return f"sliding-window attention ({window} tokens) would see past its window in a packed row"
+    layers = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if getattr(config, "attention_chunk_size", None) or layers != {"full_attention"}:
+        return f"layers other than full attention ({', '.join(sorted(layers - {'full_attention'})) or 'chunked'})"
+    return None
+
+
 class PromptOnceForward:
-    """Stands in for the policy in TRL's DPO loss: called as TRL calls it (`input_ids`, `attention_mask`, `labels`,
-    `fused_lm_head=True`, `use_cache`), it runs the packed pairs and returns the outputs in TRL's layout; anything
-    else (extra inputs, a layout it does not know, an attention kernel that takes no custom mask) goes to the model
-    unchanged."""
+    """Stands in for the policy in TRL's DPO loss (called as TRL calls it: `input_ids`, `attention_mask`, `labels`,
+    `fused_lm_head=True`, `use_cache`) or CPO's concatenated forward (`input_ids`, `attention_mask`, `use_cache`):
+    it runs the packed pairs and returns the outputs in TRL's layout (also kept as `output`). Anything else (extra
+    inputs, a layout it does not know, a model `packing_blocker` refuses, a mask over MAX_MASK_ELEMENTS) goes to the
+    model unchanged, and `reason` says why."""
 
     KERNELS = {"sdpa": False, "eager": True}  # attention implementation -> whether it takes an additive float mask
 
-    def __init__(self, model):
-        self.model = model
-        self.packed_last = False  # whether the last call ran packed (tests, logs)
+    def __init__(self, model, blocker: str | None = None):
+        self.model, self.blocker = model, blocker
+        self.output, self.reason = None, None
+
+    @property
+    def packed(self) -> bool:
+        return self.reason is None
 
     def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
-        config = getattr(getattr(self.model, "module", self.model), "config", None)  # DDP keeps the model in .module
-        kernel = getattr(config, "_attn_implementation", None)
-        packed = None
-        if set(kwargs) <= {"use_cache"} and kernel in self.KERNELS and attention_mask is not None:
+        packed, self.reason = None, self.blocker
+        if self.reason is None and not set(kwargs) <= {"use_cache"}:
+            extra = ", ".join(sorted(set(kwargs) - {"use_cache"}))
+            self.reason = f"the forward has inputs packing does not handle ({extra})"
+        elif self.reason is None and (attention_mask is None or fused_lm_head != (labels is not None)):
+            self.reason = "the call is neither TRL's DPO nor its CPO forward"
+        elif self.reason is None:
+            config = getattr(getattr(self.model, "module", self.model), "config", None)
+            additive = self.KERNELS[config._attn_implementation]
             dtype = next(self.model.parameters()).dtype
-            mask = (self.KERNELS[kernel], dtype if dtype.is_floating_point else torch.float32)
-            if fused_lm_head and labels is not None:  # DPO: per-token log-probs from TRL's fused head
-                packed = pack_pairs(input_ids, attention_mask, labels, *mask)
-            elif not fused_lm_head and labels is None:  # CPO / SimPO: the logits
-                packed = pack_common_prefix(input_ids, attention_mask, *mask)
-        self.packed_last = packed is not None
+            mask = (additive, dtype if dtype.is_floating_point else torch.float32)
+            packed = (pack_pairs(input_ids, attention_mask, labels, *mask) if fused_lm_head
+                      else pack_common_prefix(input_ids, attention_mask, *mask))  # fmt: skip
+            if packed is None:
+                self.reason = "a pair's two rows do not share a prompt in TRL's right-padded layout"
+            elif packed.input_ids.shape[0] * packed.input_ids.shape[1] ** 2 > MAX_MASK_ELEMENTS:
+                packed, self.reason = None, f"the packed mask would exceed {MAX_MASK_ELEMENTS:,} elements"
         if packed is None:
             extra = {"fused_lm_head": True} if fused_lm_head else {}
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              **({"labels": labels} if labels is not None else {}), **extra, **kwargs)  # fmt: skip
+            self.output = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                     **({"labels": labels} if labels is not None else {}), **extra, **kwargs)  # fmt: skip
+            return self.output
         heads = {"shift_labels": packed.shift_labels, "fused_lm_head": True} if fused_lm_head else {}
         output = self.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                             position_ids=packed.position_ids, use_cache=False, **heads)  # fmt: skip
-        return packed.unpack(output)
+        self.output = packed.unpack(output)
+        return self.output
+
+
+class _SharedPrompt:
+    """Trainer mixin: policy forwards through `PromptOnceForward`. The policy's output in TRL's layout is kept as
+    `policy_output` (a subclass reads it there: a forward hook sees the packed rows, and under DDP a copy). Each
+    training or evaluation forward logs `prompt_once/packed` (1 packed, 0 not: its mean is the packed share), and
+    the first fallback is printed with its reason."""
+
+    def _prompt_once(self, model, call, policy: bool = True):
+        if "_packing_blocker" not in self.__dict__:
+            self._packing_blocker = packing_blocker(self.model)
+        forward = PromptOnceForward(model, self._packing_blocker)
+        result = call(forward)
+        if policy:
+            self.policy_output = forward.output
+            mode = "train" if self.model.training else "eval"
+            if hasattr(self, "store_metrics"):  # CPO keeps TRL's older metric store; eval keys carry their prefix
+                self.store_metrics({f"{'eval_' * (mode == 'eval')}prompt_once/packed": float(forward.packed)}, mode)
+            elif getattr(self, "_metrics", None) is not None:
+                self._metrics[mode]["prompt_once/packed"].append(float(forward.packed))
+        if not forward.packed and not self.__dict__.get("_packing_reported"):
+            self._packing_reported = True
+            print(f"[w2s-trl] share_prompt: running TRL's two rows per pair ({forward.reason})", flush=True)
+        return result
+
+
+class _SharedPromptDPO(_SharedPrompt):
+    def _compute_loss(self, model, inputs, return_outputs):
+        return self._prompt_once(model, lambda m: super(_SharedPromptDPO, self)._compute_loss(m, inputs, return_outputs))
+
+    def compute_ref_log_probs(self, model, inputs):
+        return self._prompt_once(model, lambda m: super(_SharedPromptDPO, self).compute_ref_log_probs(m, inputs),
+                                 policy=False)  # fmt: skip
+
+
+class _SharedPromptCPO(_SharedPrompt):
+    def concatenated_forward(self, model, batch):
+        return self._prompt_once(model, lambda m: super(_SharedPromptCPO, self).concatenated_forward(m, batch))
 
 
 def with_shared_prompt(trainer_cls: type) -> type:
-    """`trainer_cls` whose policy forwards run each pair's shared tokens once (`PromptOnceForward`): TRL's DPOTrainer
-    or a subclass (the loss and the reference passes, through the fused head), or TRL's CPOTrainer for SimPO (its
-    concatenated forward, through the logits). A subclass that reads the policy's output through a forward hook sees
-    it in TRL's layout: `unpack` rewrites the recorded output in place."""
-    if hasattr(trainer_cls, "concatenated_forward"):  # CPO / SimPO
-
-        class SharedPromptTrainer(trainer_cls):
-            def concatenated_forward(self, model, batch):
-                return super().concatenated_forward(PromptOnceForward(model), batch)
-
-    else:
-
-        class SharedPromptTrainer(trainer_cls):
-            def _compute_loss(self, model, inputs, return_outputs):
-                return super()._compute_loss(PromptOnceForward(model), inputs, return_outputs)
-
-            def compute_ref_log_probs(self, model, inputs):
-                return super().compute_ref_log_probs(PromptOnceForward(model), inputs)
-
-    SharedPromptTrainer.__name__ = SharedPromptTrainer.__qualname__ = f"SharedPrompt{trainer_cls.__name__}"
-    return SharedPromptTrainer
+    """`trainer_cls` whose policy forwards run each pair's shared tokens once: TRL's DPOTrainer or a subclass (the
+    loss, and TRL's precompute pass of the reference log-probs, through the fused head; apply it only with
+    `precompute_ref_log_probs`, so that reference and policy are computed alike: a reference inside the loss would
+    run unpacked), or TRL's CPOTrainer for SimPO (its concatenated forward, through the logits)."""
+    mixin = _SharedPromptCPO if hasattr(trainer_cls, "concatenated_forward") else _SharedPromptDPO
+    return type(f"SharedPrompt{trainer_cls.__name__}", (mixin, trainer_cls), {})

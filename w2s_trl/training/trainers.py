@@ -117,12 +117,14 @@ def _dpo():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs, (gt_label,) = self._pop_columns(inputs)
+            self.policy_output = None  # set by the shared-prompt forward (training/shared_prompt.py), in TRL's layout
             with _recorded_forwards(self.model, self.ref_model) as forwards:
                 out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # TRL's DPO sums the fused head's per-token log-probs of the response (masked positions hold 0); the policy
             # forward comes first, the reference forward (adapter off, or ref_model) second unless precomputed
             seq_len = inputs["completion_mask"][..., 1:].size(1)
-            chosen, rejected = forwards[0].log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+            policy = self.policy_output if self.policy_output is not None else forwards[0]
+            chosen, rejected = policy.log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
             if self.precompute_ref_logps:
                 ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
