@@ -110,13 +110,17 @@ def pack_common_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, ad
     return _pack(input_ids, lengths, starts, False, None, additive_mask, mask_dtype)
 
 
-def _pack(input_ids, lengths, starts, repeat: bool, label_dtype, additive_mask: bool, mask_dtype) -> PairedRows:
-    """Pair i as `[chosen row | (its token p - 1 again, when repeat) | rejected row from p]`, p = starts[i]. With
-    `repeat` (the fused head: one label per position) the repeat predicts the first rejected token and the rejected
-    tokens see the shared tokens before it; without, they see all p shared tokens."""
+def _pack(input_ids, lengths, starts, repeat: bool, label_dtype, additive_mask: bool, mask_dtype
+          ) -> PairedRows | None:  # fmt: skip
+    """Pair i as `[chosen row | (its token p - 1 again, when repeat) | rejected row from p]`, p = starts[i]; None
+    when the mask would exceed MAX_MASK_ELEMENTS. With `repeat` (the fused head: one label per position) the repeat
+    predicts the first rejected token and the rejected tokens see the shared tokens before it; without, they see all
+    p shared tokens."""
     rows, width = input_ids.shape
     pairs, device, extra = rows // 2, input_ids.device, int(repeat)
     packed_width = max(lengths[i] + extra + lengths[pairs + i] - p for i, p in enumerate(starts))
+    if pairs * packed_width**2 > MAX_MASK_ELEMENTS:
+        return None
     ids = torch.zeros(pairs, packed_width, dtype=input_ids.dtype, device=device)
     positions = torch.zeros(pairs, packed_width, dtype=torch.long, device=device)
     allowed = torch.zeros(pairs, packed_width, packed_width, dtype=torch.bool, device=device)
@@ -186,13 +190,13 @@ class PromptOnceForward:
     """Stands in for the policy in TRL's DPO loss (called as TRL calls it: `input_ids`, `attention_mask`, `labels`,
     `fused_lm_head=True`, `use_cache`) or CPO's concatenated forward (`input_ids`, `attention_mask`, `use_cache`):
     it runs the packed pairs and returns the outputs in TRL's layout (also kept as `output`). Anything else (extra
-    inputs, a layout it does not know, a model `packing_blocker` refuses, a mask over MAX_MASK_ELEMENTS) goes to the
-    model unchanged, and `reason` says why."""
+    inputs, a layout it does not know, a model `packing_blocker` refuses (checked here unless the caller passes its
+    verdict), a mask over MAX_MASK_ELEMENTS) goes to the model unchanged, and `reason` says why."""
 
     KERNELS = {"sdpa": False, "eager": True}  # attention implementation -> whether it takes an additive float mask
 
-    def __init__(self, model, blocker: str | None = None):
-        self.model, self.blocker = model, blocker
+    def __init__(self, model, blocker: str | None = "unchecked"):
+        self.model, self.blocker = model, packing_blocker(model) if blocker == "unchecked" else blocker
         self.output, self.reason = None, None
 
     @property
@@ -214,13 +218,13 @@ class PromptOnceForward:
             packed = (pack_pairs(input_ids, attention_mask, labels, *mask) if fused_lm_head
                       else pack_common_prefix(input_ids, attention_mask, *mask))  # fmt: skip
             if packed is None:
-                self.reason = "a pair's two rows do not share a prompt in TRL's right-padded layout"
-            elif packed.input_ids.shape[0] * packed.input_ids.shape[1] ** 2 > MAX_MASK_ELEMENTS:
-                packed, self.reason = None, f"the packed mask would exceed {MAX_MASK_ELEMENTS:,} elements"
+                self.reason = (f"a pair's two rows do not share a prompt in TRL's right-padded layout, or the packed "
+                               f"mask would exceed {MAX_MASK_ELEMENTS:,} elements")  # fmt: skip
         if packed is None:
-            extra = {"fused_lm_head": True} if fused_lm_head else {}
-            self.output = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                     **({"labels": labels} if labels is not None else {}), **extra, **kwargs)  # fmt: skip
+            heads = {"labels": labels, "fused_lm_head": True} if fused_lm_head else {}
+            if labels is not None and not fused_lm_head:
+                heads["labels"] = labels
+            self.output = self.model(input_ids=input_ids, attention_mask=attention_mask, **heads, **kwargs)
             return self.output
         heads = {"shift_labels": packed.shift_labels, "fused_lm_head": True} if fused_lm_head else {}
         output = self.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
@@ -255,7 +259,8 @@ class _SharedPrompt:
 
 class _SharedPromptDPO(_SharedPrompt):
     def _compute_loss(self, model, inputs, return_outputs):
-        return self._prompt_once(model, lambda m: super(_SharedPromptDPO, self)._compute_loss(m, inputs, return_outputs))
+        loss = super(_SharedPromptDPO, self)._compute_loss
+        return self._prompt_once(model, lambda m: loss(m, inputs, return_outputs))
 
     def compute_ref_log_probs(self, model, inputs):
         return self._prompt_once(model, lambda m: super(_SharedPromptDPO, self).compute_ref_log_probs(m, inputs),
