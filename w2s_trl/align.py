@@ -115,7 +115,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
         from w2s_trl.training.shared_prompt import with_shared_prompt
 
         Trainer = with_shared_prompt(Trainer)
-    if ref_cache_dir is not None and getattr(config, "precompute_ref_log_probs", False):
+    if ref_cache_dir is not None and precomputed:
         from w2s_trl.training.reference import cache_path, with_reference_cache
 
         identity = reference_identity(recipe, args, model)

@@ -260,7 +260,7 @@ class _PrefixStore:
         if reuse < len(key):
             extra = {cache_argument(self.model): cache} if cache is not None else {}
             cache = returned_cache(self.model(input_ids=torch.tensor([key[reuse:]], device=self.device),
-                                               use_cache=True, logits_to_keep=1, **extra))  # fmt: skip
+                                              use_cache=True, logits_to_keep=1, **extra))  # fmt: skip
         if not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
             self.usable = False
             return None
