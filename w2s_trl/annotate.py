@@ -58,16 +58,16 @@ REPEATABLE_LAYERS = {"DynamicLayer", "DynamicSlidingWindowLayer"}  # cache layer
 def prompt_cache(policy, ids, mask, n: int):
     """The KV cache of left-padded prompts `ids` without their last token, each row repeated n times; None when the
     model's cache cannot be repeated whole (linear-attention or other recurrent states) or names its own kind."""
-    from w2s_trl.scoring import returned_cache
+    from w2s_trl.scoring import cache_layer_kinds, left_padded_positions, returned_cache
 
     # generate builds a named cache itself (static, offloaded) and refuses a passed one; it drops "hybrid" first
     own = getattr(getattr(policy, "generation_config", None), "cache_implementation", None)
     if own not in (None, "hybrid") or ids.shape[1] < 2:
         return None
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+    positions = left_padded_positions(mask)
     cache = returned_cache(policy(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
                                   use_cache=True, logits_to_keep=1))  # fmt: skip
-    if not all(type(layer).__name__ in REPEATABLE_LAYERS for layer in getattr(cache, "layers", [None])):
+    if not cache_layer_kinds(cache) <= REPEATABLE_LAYERS:
         return None
     cache.batch_repeat_interleave(n)
     return cache

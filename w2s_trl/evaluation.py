@@ -96,7 +96,7 @@ def policy_logprobs(recipe: Recipe, rows: list[dict], adapters: dict[str, Path],
     counted = None  # every model cuts the same way (one tokenizer, one max_length): count the first pass only
     if include_base or recipe.align.trainer != "simpo":  # the implicit rule's reference
         out["base"], counted = logps(base, "base", count), count
-    if not recipe.strong.quantization.quantized:  # merged: no LoRA branch beside every linear layer (~10% off a policy pass)
+    if not recipe.strong.quantization.quantized:  # merged: no LoRA branch beside each linear layer (~10% of a pass)
         pristine = {k: v.detach().clone() for k, v in base.state_dict().items()}
         for name, path in adapters.items():
             merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()  # merges into base's own weights

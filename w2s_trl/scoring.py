@@ -216,7 +216,7 @@ def _padded_pass(model, seqs, n_prompts, pad, device, padding_side):
     for row, (ids_i, n_prompt) in enumerate(zip(seqs, n_prompts)):
         start = width - len(ids_i) if padding_side == "left" else 0
         response[row, start + n_prompt : start + len(ids_i)] = True
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    positions = left_padded_positions(attention)
     # logits at column t predict token t+1; the first response token is predicted from the column before it
     first = int(response.float().argmax(-1).min())  # earliest response column in the batch
     keep = width - first + 1
@@ -232,6 +232,16 @@ def cache_argument(model) -> str:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def left_padded_positions(attention):
+    """Position ids that count only real tokens (as `generate` numbers left-padded rows)."""
+    return (attention.cumsum(-1) - 1).clamp(min=0)
+
+
+def cache_layer_kinds(cache) -> set[str]:
+    """The class names of a KV cache's layers (which ones can be cut, joined or repeated depends on them)."""
+    return {type(layer).__name__ for layer in getattr(cache, "layers", [None])}
 
 
 def returned_cache(output):
@@ -261,7 +271,7 @@ class _PrefixStore:
             extra = {cache_argument(self.model): cache} if cache is not None else {}
             cache = returned_cache(self.model(input_ids=torch.tensor([key[reuse:]], device=self.device),
                                               use_cache=True, logits_to_keep=1, **extra))  # fmt: skip
-        if not all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers):
+        if cache_layer_kinds(cache) != {"DynamicLayer"}:
             self.usable = False
             return None
         if len(self.store) >= self.size:
@@ -322,7 +332,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
     for chunk in _length_chunks(list(range(len(unique))), [len(c) for c in unique], _call_cost(device)):
         ids, mask = _left_pad([unique[i] for i in chunk], pad)
         attention = torch.cat([torch.ones((len(chunk), shared), dtype=torch.long), mask], 1)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        positions = left_padded_positions(attention)[:, shared:]
         out = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
                     use_cache=True, logits_to_keep=1, **{kw: _repeat_row(prefix, len(chunk))})  # fmt: skip
         first_logps.append(torch.log_softmax(out.logits[:, -1].float(), -1))
@@ -341,7 +351,7 @@ def _shared_prefix_pass(model, seqs, n_prompts, prefix, shared, pad, device) -> 
         targets, _ = _right_pad([seqs[i][n_prompts[i] + 1 :] for i in rows], pad)
         picked = [ctx_rows[i] for i in rows]
         attention = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), ctx_mask[picked], mask], 1)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
+        positions = left_padded_positions(attention)[:, -ids.shape[1] :]
         logits = model(input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=positions.to(device),
                        use_cache=True, **{kw: _select_rows(joined, picked)}).logits  # fmt: skip
         lp = (_target_logprobs(logits, targets.to(device)) * mask.to(device)).sum(-1).tolist()

@@ -107,7 +107,9 @@ class PPO:
 
     def _forward(self, ids: torch.Tensor, attention: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs [B, T] of the response tokens (ids[:, start:]) and the values at the positions predicting them."""
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        from w2s_trl.scoring import left_padded_positions
+
+        positions = left_padded_positions(attention)
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, output_hidden_states=True)
         logits = out.logits[:, start - 1 : -1].float() / self.s.temperature
         logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)

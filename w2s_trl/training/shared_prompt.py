@@ -167,11 +167,14 @@ FULL_ATTENTION_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "
 MAX_MASK_ELEMENTS = 2**28  # [B, 1, M, M]: 256 MiB as booleans; larger batches run unpacked
 
 
+def _config(model):
+    return getattr(getattr(model, "module", model), "config", None)  # DDP keeps the model in .module
+
+
 def packing_blocker(model) -> str | None:
     """Why `model` cannot run packed pairs exactly (None: it can): every token must see exactly its own row's
     tokens, which a custom mask gives only to plain full attention."""
-    inner = getattr(model, "module", model)  # DDP keeps the model in .module
-    config = getattr(inner, "config", None)
+    config = _config(model)
     kind, kernel = getattr(config, "model_type", None), getattr(config, "_attn_implementation", None)
     if kind not in FULL_ATTENTION_TYPES:
         return f"model type {kind!r} is not among the full-attention families packing is checked for"
@@ -204,15 +207,10 @@ class PromptOnceForward:
         return self.reason is None
 
     def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
-        packed, self.reason = None, self.blocker
-        if self.reason is None and not set(kwargs) <= {"use_cache"}:
-            extra = ", ".join(sorted(set(kwargs) - {"use_cache"}))
-            self.reason = f"the forward has inputs packing does not handle ({extra})"
-        elif self.reason is None and (attention_mask is None or fused_lm_head != (labels is not None)):
-            self.reason = "the call is neither TRL's DPO nor its CPO forward"
-        elif self.reason is None:
-            config = getattr(getattr(self.model, "module", self.model), "config", None)
-            additive = self.KERNELS[config._attn_implementation]
+        self.reason = self.blocker or _call_problem(attention_mask, labels, fused_lm_head, kwargs)
+        packed = None
+        if self.reason is None:
+            additive = self.KERNELS[_config(self.model)._attn_implementation]
             dtype = next(self.model.parameters()).dtype
             mask = (additive, dtype if dtype.is_floating_point else torch.float32)
             packed = (pack_pairs(input_ids, attention_mask, labels, *mask) if fused_lm_head
@@ -221,9 +219,8 @@ class PromptOnceForward:
                 self.reason = (f"a pair's two rows do not share a prompt in TRL's right-padded layout, or the packed "
                                f"mask would exceed {MAX_MASK_ELEMENTS:,} elements")  # fmt: skip
         if packed is None:
-            heads = {"labels": labels, "fused_lm_head": True} if fused_lm_head else {}
-            if labels is not None and not fused_lm_head:
-                heads["labels"] = labels
+            heads = {"labels": labels} if labels is not None else {}
+            heads.update({"fused_lm_head": True} if fused_lm_head else {})
             self.output = self.model(input_ids=input_ids, attention_mask=attention_mask, **heads, **kwargs)
             return self.output
         heads = {"shift_labels": packed.shift_labels, "fused_lm_head": True} if fused_lm_head else {}
@@ -231,6 +228,15 @@ class PromptOnceForward:
                             position_ids=packed.position_ids, use_cache=False, **heads)  # fmt: skip
         self.output = packed.unpack(output)
         return self.output
+
+
+def _call_problem(attention_mask, labels, fused_lm_head: bool, kwargs: dict) -> str | None:
+    """Why a forward call is not one packing handles: TRL's DPO call (labels, fused head) or CPO's (neither)."""
+    if not set(kwargs) <= {"use_cache"}:
+        return f"the forward has inputs packing does not handle ({', '.join(sorted(set(kwargs) - {'use_cache'}))})"
+    if attention_mask is None or fused_lm_head != (labels is not None):
+        return "the call is neither TRL's DPO nor its CPO forward"
+    return None
 
 
 class _SharedPrompt:
