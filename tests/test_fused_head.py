@@ -1,0 +1,98 @@
+"""TRL's fused LM head on a CPU through `compact_on_cpu`: only labelled positions go through the head, with the
+per-token outputs and gradients of TRL's every-position path; other forwards are untouched."""
+
+import pytest
+import torch
+
+from w2s_trl.training.fused_head import compact_on_cpu
+
+FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what TRL's DPO asks its fused head for
+
+
+def fused_model(seed=0):
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.utils import add_fused_lm_head
+
+    from w2s_trl.models import load_causal_lm
+
+    base = load_causal_lm("tiny:causal-lm")
+    add_fused_lm_head(base, outputs=FIELDS)
+    torch.manual_seed(seed)  # LoRA's A matrices: the same in every copy
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Two right-padded rows: 7 and 5 prompt positions without labels, 4 and 3 labelled, 0 and 3 padding."""
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(5, 200, (2, 11), generator=g)
+    attention = torch.ones_like(input_ids)
+    attention[1, 8:] = 0
+    labels = input_ids.clone()
+    labels[0, :7] = -100
+    labels[1, :5] = -100
+    labels[1, 8:] = -100
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def run(model, batch, projected):
+    import trl.trainer.utils as trl_utils
+
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):
+        projected.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    trl_utils._ChunkedLogProbFunction.apply = spy
+    try:
+        model.zero_grad()
+        out = model(**batch, fused_lm_head=True, use_cache=False)
+        (out.log_probs.sum() + out.entropy.sum()).backward()
+    finally:
+        trl_utils._ChunkedLogProbFunction.apply = apply
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_compact_head_projects_only_labelled_positions_with_the_same_values_and_gradients(batch):
+    full_model, compact_model = fused_model(), fused_model()
+    full_rows, compact_rows = [], []
+    full, full_grads = run(full_model, batch, full_rows)
+    assert compact_on_cpu(compact_model) and compact_on_cpu(compact_model)  # idempotent
+    compact, compact_grads = run(compact_model, batch, compact_rows)
+    labelled = int((batch["labels"][:, 1:] != -100).sum())  # the head scores position t for label t + 1
+    assert labelled == 4 + 3
+    assert full_rows == [2 * 10] and compact_rows == [labelled]
+    mask = batch["labels"][:, 1:] != -100
+    for field in FIELDS:
+        a, b = getattr(full, field), getattr(compact, field)
+        assert a.shape == b.shape == mask.shape
+        if field == "is_top1":
+            assert torch.equal(a[mask], b[mask])
+        else:
+            torch.testing.assert_close(a[mask], b[mask], rtol=1e-5, atol=1e-6)
+            assert torch.all(b[~mask] == 0)  # unlabelled positions: zeros, as on TRL's Triton path
+    assert full_grads.keys() == compact_grads.keys() and full_grads
+    for name in full_grads:
+        torch.testing.assert_close(full_grads[name], compact_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_other_forwards_and_other_models_are_untouched(batch):
+    import trl.trainer.utils as trl_utils
+
+    model, other = fused_model(), fused_model()
+    compact_on_cpu(model)
+    with torch.no_grad():  # a plain forward (generation, SimPO's logits) goes straight to the model
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        expected = other(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(logits, expected)
+    rows = []
+    run(other, batch, rows)  # a model that was not wrapped keeps TRL's every-position path on a CPU
+    assert rows == [20]
+    assert not trl_utils._use_triton(torch.device("cpu"))  # outside a wrapped forward TRL's own answer
