@@ -146,6 +146,12 @@ ROW_SHAPES = [  # (JSONL line, what the skip reason says): shapes seen in real e
     (json.dumps({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
                  "rejected": [{"role": "user", "content": "other q"}, {"role": "assistant", "content": "b"}]}),
      "no prompt"),  # implicit prompt rows that share no first turn
+    (r'{"prompt": "hi", "chosen": "a \ud83d", "rejected": "b"}', "not valid Unicode text (a lone surrogate"),
+    (json.dumps({"prompt": "hi", "chosen": "Paris.", "rejected": "Paris. "}), "identical but for leading/trailing"),
+    (json.dumps(dict(PKU, response_1=None)), "response_1 is None, not text"),
+    (json.dumps({"prompt": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "",
+                 "tool_calls": [{"function": {"name": "weather", "arguments": "{}"}}]}], "chosen": "a", "rejected": "b"}),
+     "with tool_calls"),  # the call would be lost: role and content are all a row keeps
 ]
 
 
@@ -343,3 +349,53 @@ def test_a_local_dataset_folder_of_compressed_files_is_a_data_source(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is a folder without data files"):
         check_local_source(str(tmp_path / "empty"))
+
+
+HH_PROMPT = "\n\nHuman: Where do I buy bread?\n\nAssistant: At a bakery.\n\nHuman: Which one?\n\nAssistant:"
+
+
+@pytest.mark.parametrize("chosen, rejected", [
+    (" The one on Main Street.", " I don't know."),  # Dahoas/full-hh-rlhf, rm-static: the responses alone
+    (HH_PROMPT + " The one on Main Street.", HH_PROMPT + " I don't know."),  # an HH export with a prompt column added
+], ids=["responses", "transcripts"])
+def test_hh_text_in_trl_columns_is_split_into_turns(chosen, rejected):
+    row = normalize_record({"prompt": HH_PROMPT, "chosen": chosen, "rejected": rejected}, "x")
+    assert row["prompt"] == [{"role": "user", "content": "Where do I buy bread?"},
+                             {"role": "assistant", "content": "At a bakery."}, {"role": "user", "content": "Which one?"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "The one on Main Street."}]
+    assert row["rejected"] == [{"role": "assistant", "content": "I don't know."}]
+
+
+def test_an_empty_hh_turn_is_a_turn_of_its_own():
+    text = "\n\nHuman: Are you there?\n\nAssistant:\n\nHuman: Hello??\n\nAssistant: "
+    row = normalize_record({"chosen": text + "Yes, sorry.", "rejected": text + "No."}, "x")
+    assert [(m["role"], m["content"]) for m in row["prompt"]] == [("user", "Are you there?"), ("assistant", ""),
+                                                                  ("user", "Hello??")]  # fmt: skip
+    with pytest.raises(DataError, match="non-empty assistant turn|must be the Assistant"):
+        normalize_record({"chosen": text.rstrip(), "rejected": text + "No."}, "x")
+
+
+def test_null_fields_are_absent_ones():
+    """Columns that only some rows of an export fill arrive as null: not the text 'None' (one id, one group)."""
+    base = {"prompt": "q?", "chosen": "a", "rejected": "b", "id": None, "group": None, "objective": None}
+    row = normalize_record(base, "x")
+    assert row["id"] != "None" and row["group"] != "None" and row["objective"] == "unknown"
+    assert row["id"] != normalize_record(dict(base, prompt="other?"), "y")["id"]
+    conv = lambda answer: [{"role": "user", "content": "Sky?"}, {"role": "assistant", "content": answer}]  # noqa: E731
+    row = normalize_record({"prompt": None, "chosen": conv("blue"), "rejected": conv("green")}, "z")  # UltraFeedback
+    assert row["prompt"] == [{"role": "user", "content": "Sky?"}] and row["chosen"][0]["content"] == "blue"
+
+
+def test_text_parts_content_is_joined():
+    parts = [{"type": "text", "text": "Sky "}, {"type": "text", "text": "colour?"}]
+    row = normalize_record({"prompt": [{"role": "user", "content": parts}], "chosen": "blue", "rejected": "red"}, "x")
+    assert row["prompt"] == [{"role": "user", "content": "Sky colour?"}]
+
+
+def test_json_lines_under_a_json_name_load_line_by_line(tmp_path):
+    """What `datasets.Dataset.to_json` writes by default."""
+    path = tmp_path / "export.json"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": "a", "rejected": "b"}) + "\n" for i in range(3))
+                    + "[1]\n")
+    loaded = load_source(str(path), 0, 0, [])
+    assert len(loaded.rows) == 3 and loaded.invalid == 1 and loaded.invalid_examples[0].startswith("line 4: ")

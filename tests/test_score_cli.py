@@ -67,3 +67,16 @@ def test_score_cli_limit_split_and_bad_spec(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2
     assert "pair 'personas' needs model, strong_system, weak_system; missing: strong_system, weak_system" in proc.stderr
+
+
+def test_score_cli_says_why_when_every_pair_is_left_out(tmp_path):
+    spec = tmp_path / "rm.yaml"
+    spec.write_text("type: reward_model\nmodel: tiny:reward-model\nmax_length: 16\n")
+    data = tmp_path / "long.jsonl"
+    essay = " ".join(f"sentence {i} of a long answer." for i in range(30))
+    data.write_text("".join(json.dumps({"prompt": f"Essay {i}?", "chosen": essay, "rejected": essay + " More."}) + "\n"
+                            for i in range(3)))  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "w2s_trl.score", str(spec), "--data", str(data)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: all 3 pairs were left out: each has a response longer than the reward model allows (16 tokens)" in proc.stderr

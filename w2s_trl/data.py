@@ -25,7 +25,9 @@ from typing import Iterable
 from w2s_trl.errors import DataError, path_exists
 
 SPLITS = ("weak_train", "w2s_train", "test")
-HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+# a turn marker is followed by a space, or ends the text or its line: an empty turn ("\n\nAssistant:\n\nHuman: ...")
+# is a turn of its own, not text glued to the previous one
+HH_TURN = re.compile(r"\n\n(Human|Assistant):(?: |(?=\n)|$)")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -65,6 +67,9 @@ def _response_id(record: dict, key: str) -> int:
 
 def from_pku_saferlhf(record: dict, objective: str) -> dict:
     best = _response_id(record, PKU_KEYS[objective])
+    for key in ("prompt", "response_0", "response_1"):
+        if not isinstance(record[key], str):
+            raise TypeError(f"{key} is {repr(record[key])[:30]}, not text")
     responses = [record["response_0"], record["response_1"]]
     # both ground truths, relative to this row's chosen: +1 the objective prefers chosen, -1 it prefers rejected
     preferences = {obj: 1 if _response_id(record, key) == best else -1 for obj, key in PKU_KEYS.items() if key in record}
@@ -88,14 +93,23 @@ def _as_messages(value, role: str) -> list[dict[str, str]]:
         return [{"role": role, "content": value}]
     if not isinstance(value, list) or not value:
         raise TypeError("an empty list" if isinstance(value, list) else type(value).__name__)
+    out = []
     for m in value:
         if not isinstance(m, dict) or not {"role", "content"} <= set(m):
             raise TypeError(f"a message without role/content ({str(m)[:60]})")
         if m["role"] not in ROLES:
             raise TypeError(f"a message with role {str(m['role'])[:30]!r} (allowed: {', '.join(ROLES)})")
-        if not isinstance(m["content"], str):
-            raise TypeError(f"a {m['role']} message whose content is {type(m['content']).__name__}, not text")
-    return [{"role": m["role"], "content": m["content"]} for m in value]
+        content = m["content"]
+        if isinstance(content, list) and content and all(  # HF / OpenAI text parts: [{"type": "text", "text": ...}]
+                isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str):
+            raise TypeError(f"a {m['role']} message whose content is {type(content).__name__}, not text")
+        if m.get("tool_calls") or m.get("function_call"):  # only role and content are kept: the call would vanish
+            raise TypeError(f"a {m['role']} message with tool_calls (the row keeps role and content only, so the "
+                            "call it makes would be lost); leave such rows out or write the call into the content")
+        out.append({"role": m["role"], "content": content})
+    return out
 
 
 def normalize_record(record: dict, where: str, hub_objective: str = "harmless", objective: str | None = None) -> dict:
@@ -103,7 +117,7 @@ def normalize_record(record: dict, where: str, hub_objective: str = "harmless", 
     malformed record raises a DataError that names it."""
     try:
         row = _normalize(record, where, hub_objective)
-        if objective is not None and "objective" not in record:  # a subset that is one objective (HH harmless-base)
+        if objective is not None and record.get("objective") is None:  # a subset that is one objective (HH harmless-base)
             row["objective"] = objective
         return row
     except KeyError as e:
@@ -115,10 +129,16 @@ def normalize_record(record: dict, where: str, hub_objective: str = "harmless", 
 
 
 def _normalize(record: dict, where: str, hub_objective: str) -> dict:
+    # a null field (a column that only some rows of a parquet / HF export fill) is an absent one, not the text "None":
+    # null ids would all share the id 'None', null groups would put every such row into one split, a null prompt would
+    # reject a conversation that holds its prompt; a null response stays, to be reported as one
+    record = {k: v for k, v in record.items() if v is not None or k in ("chosen", "rejected", "response_0", "response_1")}
     if {"response_0", "response_1", "safer_response_id"} <= set(record):
         row = from_pku_saferlhf(record, hub_objective)
     elif "prompt" not in record and isinstance(record.get("chosen"), str) and "\n\nHuman:" in record["chosen"]:
         row = from_hh_raw(record, where)
+    elif _hh_prompt(record):
+        row = from_hh_raw(_hh_with_prompt(record), where)
     elif {"chosen", "rejected"} <= set(record) and ("prompt" in record or _conversational(record)):
         row = split_prompt(record, where)
     else:
@@ -134,6 +154,28 @@ def _normalize(record: dict, where: str, hub_objective: str) -> dict:
     # rows that share a prompt share a split (several pairs per prompt, as in UltraFeedback); a source may group more
     row["group"] = str(record["group"]) if "group" in record else prompt_group(row["prompt"])
     return row
+
+
+def _hh_prompt(record: dict) -> bool:
+    """TRL's standard columns holding Anthropic HH text: `prompt` is a transcript ('\\n\\nHuman: ...\\n\\nAssistant:'),
+    as in Dahoas/full-hh-rlhf and rm-static (chosen/rejected are the responses) or HH exports that add a prompt column
+    (chosen/rejected are the whole transcripts again)."""
+    prompt = record.get("prompt")
+    return (isinstance(prompt, str) and prompt.lstrip(" ").startswith("\n\nHuman:")
+            and all(isinstance(record.get(k), str) for k in ("chosen", "rejected")))  # fmt: skip
+
+
+def _hh_with_prompt(record: dict) -> dict:
+    """Whole transcripts for `from_hh_raw`: a side that already holds the transcript is kept, a response is appended to
+    the prompt (one space after a closing 'Assistant:', as in the raw format)."""
+    prompt = record["prompt"]
+    out = {}
+    for side in ("chosen", "rejected"):
+        text = record[side]
+        if not text.lstrip(" ").startswith("\n\nHuman:"):
+            text = prompt + (" " if prompt.endswith(":") and not text[:1].isspace() else "") + text
+        out[side] = text
+    return out
 
 
 def _conversational(record: dict) -> bool:
@@ -192,9 +234,20 @@ def check_row(row: dict, where: str) -> None:
         if size > MAX_RESPONSE_CHARS:
             raise DataError(f"{where}: the {side} response has {size:,} characters, more than any model reads "
                             f"({MAX_RESPONSE_CHARS:,}); a response is never cut, so the pair is left out")
+    for m in (*row["prompt"], *row["chosen"], *row["rejected"]):
+        try:
+            str(m["content"]).encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON's "\ud83d" escape alone (an emoji cut in half): no tokenizer takes it
+            raise DataError(f"{where}: the {m['role']} message {str(m['content'])[:30]!r}... is not valid Unicode "
+                            f"text (a lone surrogate at character {e.start}: an emoji cut in half?); repair or drop "
+                            "the row") from None
     row["prompt"] = cut_prompt(row["prompt"])
-    if row["chosen"] == row["rejected"]:
-        raise DataError(f"{where}: chosen and rejected are identical")
+    # as the HH parser strips each turn: "Paris." and "Paris. " are one answer (a WordPiece reward model reads the same
+    # tokens, a sure tie), not a preference
+    bare = lambda side: [(m["role"], str(m["content"]).strip()) for m in row[side]]  # noqa: E731
+    if bare("chosen") == bare("rejected"):
+        differ = " but for leading/trailing whitespace" if row["chosen"] != row["rejected"] else ""
+        raise DataError(f"{where}: chosen and rejected are identical{differ}")
 
 
 def cut_prompt(prompt: list[dict], limit: int = MAX_PROMPT_CHARS) -> list[dict]:
@@ -254,11 +307,16 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
         raise DataError(f"{path}: cannot read: {e}") from None
     except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for a file that is not parquet
         raise DataError(f"{path}: cannot read as parquet: {type(e).__name__}: {e}") from None
+    lines = False
     if suffix == ".json":
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as e:
-            raise DataError(f"{path}: not valid JSON: {e}") from None
+            # JSON Lines under a .json name (what datasets' Dataset.to_json writes by default): read line by line
+            lines = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and text.lstrip().startswith("{")
+            if not lines:
+                raise DataError(f"{path}: not valid JSON: {e}") from None
+    if suffix == ".json" and not lines:
         if isinstance(data, dict):
             data = data.get("data") or data.get("rows") or [data]
         if not isinstance(data, list):

@@ -102,6 +102,12 @@ def _score(a) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     kept = [i for i in range(len(rows)) if chosen[i] is not None and rejected[i] is not None]
+    if not kept:  # no accuracy exists: say why, not "an empty set of pairs" from deep inside the metrics
+        max_length = count.max_length or getattr(spec, "max_length", None)
+        limit = f" ({max_length} tokens)" if isinstance(max_length, int) else ""
+        print(f"error: all {len(rows)} pairs were left out: each has a response longer than the reward model "
+              f"allows{limit}; raise max_length in {a.reward} or score other data", file=sys.stderr)
+        return 2
     if len(kept) < len(rows):
         print(f"left out {len(rows) - len(kept)} pairs whose response alone is longer than the model allows")
     rows, chosen, rejected = [rows[i] for i in kept], [chosen[i] for i in kept], [rejected[i] for i in kept]
