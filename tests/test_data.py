@@ -147,7 +147,7 @@ ROW_SHAPES = [  # (JSONL line, what the skip reason says): shapes seen in real e
                  "rejected": [{"role": "user", "content": "other q"}, {"role": "assistant", "content": "b"}]}),
      "no prompt"),  # implicit prompt rows that share no first turn
     (r'{"prompt": "hi", "chosen": "a \ud83d", "rejected": "b"}', "not valid Unicode text (a lone surrogate"),
-    (json.dumps({"prompt": "hi", "chosen": "Paris.", "rejected": "Paris. "}), "identical but for leading/trailing"),
+    (json.dumps({"prompt": "hi", "chosen": "Paris.", "rejected": "Paris. "}), "identical but for trailing whitespace"),
     (json.dumps(dict(PKU, response_1=None)), "response_1 is None, not text"),
     (json.dumps({"prompt": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "",
                  "tool_calls": [{"function": {"name": "weather", "arguments": "{}"}}]}], "chosen": "a", "rejected": "b"}),
@@ -371,7 +371,7 @@ def test_an_empty_hh_turn_is_a_turn_of_its_own():
     row = normalize_record({"chosen": text + "Yes, sorry.", "rejected": text + "No."}, "x")
     assert [(m["role"], m["content"]) for m in row["prompt"]] == [("user", "Are you there?"), ("assistant", ""),
                                                                   ("user", "Hello??")]  # fmt: skip
-    with pytest.raises(DataError, match="non-empty assistant turn|must be the Assistant"):
+    with pytest.raises(DataError, match="chosen must end with a non-empty assistant turn"):  # not a Human turn's text
         normalize_record({"chosen": text.rstrip(), "rejected": text + "No."}, "x")
 
 
@@ -399,3 +399,14 @@ def test_json_lines_under_a_json_name_load_line_by_line(tmp_path):
                     + "[1]\n")
     loaded = load_source(str(path), 0, 0, [])
     assert len(loaded.rows) == 3 and loaded.invalid == 1 and loaded.invalid_examples[0].startswith("line 4: ")
+
+
+def test_text_that_only_looks_like_hh_keeps_the_plain_path(tmp_path):
+    """A prompt that starts with an HH marker but is not a transcript awaiting the Assistant stays one user turn; a
+    .json file that is broken JSON (not JSON Lines) is still refused whole."""
+    row = normalize_record({"prompt": "\n\nHuman: What is X?", "chosen": "A", "rejected": "B"}, "x")
+    assert row["prompt"] == [{"role": "user", "content": "\n\nHuman: What is X?"}] and row["chosen"][0]["content"] == "A"
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"data": [\n  {"prompt": "q", "chosen": "a", "rejected": "b"}\n]}\n}\n')
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_source(str(broken), 0, 0, [])

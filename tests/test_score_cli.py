@@ -79,4 +79,4 @@ def test_score_cli_says_why_when_every_pair_is_left_out(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "w2s_trl.score", str(spec), "--data", str(data)],
                           capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "error: all 3 pairs were left out: each has a response longer than the reward model allows (16 tokens)" in proc.stderr
+    assert "error: all 3 pairs were left out: each has a response longer than the reward source reads (16 tokens)" in proc.stderr

@@ -80,7 +80,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     from transformers import set_seed
 
     from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped
-    from w2s_trl.training.fused_head import compact_on_cpu
+    from w2s_trl.training.fused_head import compact_cpu_head, compact_on_cpu
 
     set_seed(recipe.run.seed)  # LoRA weights are initialised when the trainer wraps the model, before its own seeding
     if model is None:
@@ -121,11 +121,14 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 
         identity = reference_identity(recipe, args, model)
         Trainer, extra = with_reference_cache(Trainer), {**extra, "ref_cache": (cache_path(ref_cache_dir, identity), identity)}
-    trainer = Trainer(
-        model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
-        peft_config=lora_config(recipe), **extra,
-    )
-    compact_on_cpu(trainer.model)  # TRL's fused head scores every position off Triton: only the labelled ones here
+    # TRL's fused head scores every position off Triton; here only the labelled ones: in the reference pass that DPO's
+    # constructor runs, and in training (the wrapper)
+    with compact_cpu_head():
+        trainer = Trainer(
+            model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
+            peft_config=lora_config(recipe), **extra,
+        )
+    compact_on_cpu(trainer.model)
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
 
@@ -144,7 +147,8 @@ def reference_identity(recipe: Recipe, args: dict, model) -> dict:
     return {"model": strong.model, "revision": embedded_revision(strong.model), "weights": files,
             "commit": getattr(getattr(model, "config", None), "_commit_hash", None),
             "chat_template": strong.chat_template, "quantization": strong.quantization.model_dump(),
-            "trainer": recipe.align.trainer, "share_prompt": recipe.align.share_prompt, "args": args}  # fmt: skip
+            "trainer": recipe.align.trainer, "share_prompt": recipe.align.share_prompt, "args": args,
+            "lm_head": "labelled positions"}  # fmt: skip
 
 
 def shared_dataset(dataset, folder: str):

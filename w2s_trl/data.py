@@ -99,15 +99,15 @@ def _as_messages(value, role: str) -> list[dict[str, str]]:
             raise TypeError(f"a message without role/content ({str(m)[:60]})")
         if m["role"] not in ROLES:
             raise TypeError(f"a message with role {str(m['role'])[:30]!r} (allowed: {', '.join(ROLES)})")
+        if m.get("tool_calls") or m.get("function_call"):  # only role and content are kept: the call would vanish
+            raise TypeError(f"a {m['role']} message with tool_calls (the row keeps role and content only, so the "
+                            "call it makes would be lost); leave such rows out or write the call into the content")
         content = m["content"]
         if isinstance(content, list) and content and all(  # HF / OpenAI text parts: [{"type": "text", "text": ...}]
                 isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
             content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
             raise TypeError(f"a {m['role']} message whose content is {type(content).__name__}, not text")
-        if m.get("tool_calls") or m.get("function_call"):  # only role and content are kept: the call would vanish
-            raise TypeError(f"a {m['role']} message with tool_calls (the row keeps role and content only, so the "
-                            "call it makes would be lost); leave such rows out or write the call into the content")
         out.append({"role": m["role"], "content": content})
     return out
 
@@ -129,10 +129,13 @@ def normalize_record(record: dict, where: str, hub_objective: str = "harmless", 
 
 
 def _normalize(record: dict, where: str, hub_objective: str) -> dict:
-    # a null field (a column that only some rows of a parquet / HF export fill) is an absent one, not the text "None":
-    # null ids would all share the id 'None', null groups would put every such row into one split, a null prompt would
-    # reject a conversation that holds its prompt; a null response stays, to be reported as one
-    record = {k: v for k, v in record.items() if v is not None or k in ("chosen", "rejected", "response_0", "response_1")}
+    # a null metadata field (a column that only some rows of a parquet / HF export fill) is an absent one, not the text
+    # "None": null ids would all share the id 'None', null groups would put every such row into one split; so is a
+    # null prompt beside conversations that hold their prompt (UltraFeedback). Other nulls are reported as what they are
+    absent = {k for k in NULLABLE if k in record and record[k] is None}
+    if record.get("prompt", "") is None and _conversational(record):
+        absent.add("prompt")
+    record = {k: v for k, v in record.items() if k not in absent}
     if {"response_0", "response_1", "safer_response_id"} <= set(record):
         row = from_pku_saferlhf(record, hub_objective)
     elif "prompt" not in record and isinstance(record.get("chosen"), str) and "\n\nHuman:" in record["chosen"]:
@@ -162,6 +165,7 @@ def _hh_prompt(record: dict) -> bool:
     (chosen/rejected are the whole transcripts again)."""
     prompt = record.get("prompt")
     return (isinstance(prompt, str) and prompt.lstrip(" ").startswith("\n\nHuman:")
+            and prompt.rstrip(" ").endswith("\n\nAssistant:")
             and all(isinstance(record.get(k), str) for k in ("chosen", "rejected")))  # fmt: skip
 
 
@@ -178,8 +182,12 @@ def _hh_with_prompt(record: dict) -> dict:
     return out
 
 
+NULLABLE = ("id", "group", "objective", "category", "subtlety")
+
+
 def _conversational(record: dict) -> bool:
-    return all(isinstance(record[k], list) and record[k] and isinstance(record[k][0], dict) for k in ("chosen", "rejected"))
+    return all(isinstance(record.get(k), list) and record[k] and isinstance(record[k][0], dict)
+               for k in ("chosen", "rejected"))  # fmt: skip
 
 
 def split_prompt(record: dict, where: str) -> dict:
@@ -242,11 +250,11 @@ def check_row(row: dict, where: str) -> None:
                             f"text (a lone surrogate at character {e.start}: an emoji cut in half?); repair or drop "
                             "the row") from None
     row["prompt"] = cut_prompt(row["prompt"])
-    # as the HH parser strips each turn: "Paris." and "Paris. " are one answer (a WordPiece reward model reads the same
-    # tokens, a sure tie), not a preference
-    bare = lambda side: [(m["role"], str(m["content"]).strip()) for m in row[side]]  # noqa: E731
+    # "Paris." and "Paris. " are one answer (a WordPiece reward model reads the same tokens: a sure tie), not a
+    # preference; leading whitespace can matter (code indentation)
+    bare = lambda side: [(m["role"], str(m["content"]).rstrip()) for m in row[side]]  # noqa: E731
     if bare("chosen") == bare("rejected"):
-        differ = " but for leading/trailing whitespace" if row["chosen"] != row["rejected"] else ""
+        differ = " but for trailing whitespace" if row["chosen"] != row["rejected"] else ""
         raise DataError(f"{where}: chosen and rejected are identical{differ}")
 
 
@@ -313,7 +321,8 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
             data = json.loads(text)
         except (json.JSONDecodeError, RecursionError) as e:
             # JSON Lines under a .json name (what datasets' Dataset.to_json writes by default): read line by line
-            lines = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and text.lstrip().startswith("{")
+            first = text.lstrip().split("\n", 1)[0]
+            lines = isinstance(e, json.JSONDecodeError) and e.msg == "Extra data" and _is_record(first)
             if not lines:
                 raise DataError(f"{path}: not valid JSON: {e}") from None
     if suffix == ".json" and not lines:
@@ -332,6 +341,13 @@ def read_local_file(path: Path) -> list[tuple[str, object]]:
                 msg = f"column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
                 out.append((f"line {i}", DataError(f"not valid JSON ({msg})")))
     return out
+
+
+def _is_record(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (json.JSONDecodeError, RecursionError):
+        return False
 
 
 def read_hub_dataset(dataset_id: str, split: str, name: str | None = None, data_dir: str | None = None,

@@ -105,8 +105,9 @@ def _score(a) -> int:
     if not kept:  # no accuracy exists: say why, not "an empty set of pairs" from deep inside the metrics
         max_length = count.max_length or getattr(spec, "max_length", None)
         limit = f" ({max_length} tokens)" if isinstance(max_length, int) else ""
-        print(f"error: all {len(rows)} pairs were left out: each has a response longer than the reward model "
-              f"allows{limit}; raise max_length in {a.reward} or score other data", file=sys.stderr)
+        print(f"error: all {len(rows)} pairs were left out: each has a response longer than the reward source "
+              f"reads{limit}; score shorter responses, or raise {a.reward}'s max_length if the model allows more",
+              file=sys.stderr)  # fmt: skip
         return 2
     if len(kept) < len(rows):
         print(f"left out {len(rows) - len(kept)} pairs whose response alone is longer than the model allows")

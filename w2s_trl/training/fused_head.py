@@ -5,11 +5,14 @@ on any other device it projects every position, prompt and padding included, so 
 compilers (Neuron). A CPU runs eagerly, so those positions are pure cost: in a DPO batch, whose prompts are longer than
 its responses, most of the head's work, and fp32 tiles of [positions, 32768] whose temporaries set the step's peak
 memory. `compact_on_cpu(model)` makes the model's fused forward take TRL's own compact path on a CPU: the same positions
-scored by the same kernel, so the same values; other forwards, and other devices, are untouched.
+scored by the same kernel, so the same values; other forwards, and other devices, are untouched. DPO precomputes its
+reference log-probs inside the trainer's constructor, so the constructor runs under `compact_cpu_head()` too: policy
+and reference then go through the same head code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 
@@ -33,9 +36,22 @@ def _patch_trl() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def compact_cpu_head():
+    """Inside: TRL's fused head takes its compact path on a CPU (a no-op where this TRL has no such path)."""
+    if not _patch_trl():
+        yield
+        return
+    before, _inside.on = getattr(_inside, "on", False), True
+    try:
+        yield
+    finally:
+        _inside.on = before
+
+
 def compact_on_cpu(model) -> bool:
-    """Wrap the fused forward that TRL's trainer put on `model` (its base model under PEFT). True if wrapped (or
-    already); False when this TRL has no compact path to switch (the forward is left as it is)."""
+    """Wrap the fused forward that TRL's trainer put on `model` (its base model under PEFT) in `compact_cpu_head`.
+    True if wrapped (or already); False when this TRL has no compact path to switch (the forward is left as it is)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     fused = base.forward
     if getattr(fused, "w2s_compact", False):
@@ -47,11 +63,8 @@ def compact_on_cpu(model) -> bool:
     def forward(*args, **kwargs):
         if not kwargs.get("fused_lm_head"):
             return fused(*args, **kwargs)
-        before, _inside.on = getattr(_inside, "on", False), True
-        try:
+        with compact_cpu_head():
             return fused(*args, **kwargs)
-        finally:
-            _inside.on = before
 
     forward.w2s_compact = True
     base.forward = forward
