@@ -14,9 +14,10 @@
     running each pair's prompt once gains. Same batches and maths, but under bf16 autocast a packed row rounds
     differently from two rows, so the check is one more (b, d) pair of runs in fp32 (`bf16: false`, untimed): their
     final losses must agree within FP32_TOLERANCE; the bf16 difference is printed as measured.
-(e) (b) with TRL's fused LM head as TRL runs it off Triton: every position (prompt and padding too) through the head,
-    where (b) projects only the labelled ones (`w2s_trl.training.fused_head`). b/e is what that gains; the same
-    positions are scored, so the final losses must agree within LOSS_TOLERANCE.
+(e) (b) with TRL's fused LM head as TRL runs it off Triton in the optimizer steps: every position (prompt and padding
+    too) through the head, where (b) projects only the labelled ones (`w2s_trl.training.fused_head`; the reference
+    pass, run inside the trainer's constructor, is compact on both sides). b/e on the steps is what that gains; the
+    same positions are scored, so the final losses must agree within LOSS_TOLERANCE.
 
 Same pairs (testbed:hh, or long multi-turn rows with --long), same number of optimizer steps (one epoch), same seed.
 Each run reports the whole stage (model load, tokenization, precompute, training) and the optimizer steps alone,

@@ -410,3 +410,25 @@ def test_text_that_only_looks_like_hh_keeps_the_plain_path(tmp_path):
     broken.write_text('{"data": [\n  {"prompt": "q", "chosen": "a", "rejected": "b"}\n]}\n}\n')
     with pytest.raises(DataError, match="not valid JSON"):
         load_source(str(broken), 0, 0, [])
+
+
+def test_an_objective_the_weak_reward_trains_on_must_be_in_the_rows(tmp_path, capsys):
+    """A multi-objective weak reward trains one model per objective on the rows that carry its ground truth: an
+    export whose rows say "Helpful" would leave the helpful model without rows. It fails at the data stage."""
+    from w2s_trl.cli import train_main
+    from w2s_trl.data import check_objectives
+
+    rows = [{"objective": "harmless"}] * 3 + [{"objective": "Helpful"}] * 2 + [{"preferences": {"helpful": 1, "harmless": -1}}]
+    assert check_objectives(rows, ["harmless"], "x") == {"harmless": 4, "Helpful": 2, "helpful": 1}
+    assert "2 weak_train rows carry none of the weak reward's objectives (harmless)" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"x: no weak_train row carries the ground truth of safe, which the weak reward"):
+        check_objectives(rows, ["harmless", "safe"], "x")
+
+    data = tmp_path / "export.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"q{i}?", "chosen": "a", "rejected": "b",
+                                        "objective": "Helpful" if i % 2 else "harmless"}) + "\n" for i in range(60)))
+    args = [str(REPO / "recipes" / "grpo_multi_objective.yaml"), "--smoke", f"run.output_dir={tmp_path}",
+            f"data.source={data}", "tracking.report_to=[]", "--stop-after", "data"]  # fmt: skip
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert "no weak_train row carries the ground truth of helpful" in err and "Helpful" in err and "Traceback" not in err

@@ -551,6 +551,26 @@ def objective_rows(rows: list[dict], objective: str) -> list[dict]:
     return out
 
 
+def check_objectives(rows: list[dict], needed: list[str], source: str) -> dict[str, int]:
+    """Rows per objective whose ground truth they carry (`preferences`, else `objective`); an error, at the data
+    stage, when an objective that a weak reward model trains on has none (an export's "Helpful" is not "helpful")."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for objective in row.get("preferences") or {row.get("objective"): 1}:
+            counts[str(objective)] = counts.get(str(objective), 0) + 1
+    present = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
+    missing = [o for o in needed if not counts.get(o)]
+    if missing:
+        raise DataError(f"{source}: no weak_train row carries the ground truth of {', '.join(missing)}, which the weak "
+                        f"reward trains a model on (rows by objective: {present}); give each row an `objective` field "
+                        f"({' or '.join(needed)}) or a `preferences` mapping of them")  # fmt: skip
+    other = sum(1 for row in rows if not set(row.get("preferences") or {row.get("objective"): 1}) & set(needed))
+    if other:
+        print(f"[w2s-trl] data: {other} weak_train rows carry none of the weak reward's objectives ({', '.join(needed)})"
+              f" and train no weak model (rows by objective: {present})")  # fmt: skip
+    return counts
+
+
 def split_of(key: str, fractions: dict[str, float], salt: str = "w2s") -> str:
     """Deterministic split of one group key: the hash places it in [0, 1), fractions cut that interval in SPLITS
     order."""

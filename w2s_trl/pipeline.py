@@ -248,13 +248,16 @@ def data_inputs(run: Run) -> dict:
 
 
 def compute_data(run: Run, work: StageWork) -> dict:
-    from w2s_trl.data import load_source, split_rows, write_jsonl
+    from w2s_trl.data import check_objectives, load_source, split_rows, write_jsonl
 
     d, r = run.r.data, run.r
     loaded = load_source(d.source, d.size, d.seed, d.objectives, d.hub_split, d.hub_objective, d.on_invalid,
                          d.testbed.options(), d.hub_name, d.hub_data_dir,
                          [e.model_dump() for e in d.datasets] if d.datasets else None)  # fmt: skip
     splits = split_rows(loaded.rows, d.fractions.model_dump(), d.max_rows.model_dump(), d.seed)
+    needed = [key.rsplit(".", 1)[-1] for key in run.trained_weak() if key != "weak"]  # a multi-objective weak reward
+    if needed:
+        check_objectives(splits["weak_train"], needed, d.source or "data.datasets")
     for name, split in splits.items():
         write_jsonl(work.out / f"{name}.jsonl", split)
     lengths, max_length = data_lengths(r, splits)
