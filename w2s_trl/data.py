@@ -84,6 +84,7 @@ def from_pku_saferlhf(record: dict, objective: str) -> dict:
 
 
 ROLES = ("system", "user", "assistant", "tool")
+NULLABLE = ("id", "group", "objective", "category", "subtlety")  # metadata whose null means "absent"
 
 
 def _as_messages(value, role: str) -> list[dict[str, str]]:
@@ -181,8 +182,6 @@ def _hh_with_prompt(record: dict) -> dict:
         out[side] = text
     return out
 
-
-NULLABLE = ("id", "group", "objective", "category", "subtlety")
 
 
 def _conversational(record: dict) -> bool:
@@ -530,12 +529,17 @@ def attach_preferences(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def known_objectives(row: dict) -> dict:
+    """{objective: +1 / -1} for each objective whose ground truth the row carries (relative to its chosen)."""
+    return row.get("preferences") or {row.get("objective"): 1}
+
+
 def objective_rows(rows: list[dict], objective: str) -> list[dict]:
     """The rows that know `objective`'s ground truth (`preferences`), oriented by it (chosen = what that objective
     prefers; `objective` set to it), one per distinct (prompt, chosen, rejected). Rows without it are left out."""
     out, seen = [], set()
     for row in rows:
-        prefs = row.get("preferences") or {row.get("objective"): 1}
+        prefs = known_objectives(row)
         pref = prefs.get(objective)
         if pref is None:
             continue
@@ -556,7 +560,7 @@ def check_objectives(rows: list[dict], needed: list[str], source: str) -> dict[s
     stage, when an objective that a weak reward model trains on has none (an export's "Helpful" is not "helpful")."""
     counts: dict[str, int] = {}
     for row in rows:
-        for objective in row.get("preferences") or {row.get("objective"): 1}:
+        for objective in known_objectives(row):
             counts[str(objective)] = counts.get(str(objective), 0) + 1
     present = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
     missing = [o for o in needed if not counts.get(o)]
@@ -564,7 +568,7 @@ def check_objectives(rows: list[dict], needed: list[str], source: str) -> dict[s
         raise DataError(f"{source}: no weak_train row carries the ground truth of {', '.join(missing)}, which the weak "
                         f"reward trains a model on (rows by objective: {present}); give each row an `objective` field "
                         f"({' or '.join(needed)}) or a `preferences` mapping of them")  # fmt: skip
-    other = sum(1 for row in rows if not set(row.get("preferences") or {row.get("objective"): 1}) & set(needed))
+    other = sum(1 for row in rows if not set(known_objectives(row)) & set(needed))
     if other:
         print(f"[w2s-trl] data: {other} weak_train rows carry none of the weak reward's objectives ({', '.join(needed)})"
               f" and train no weak model (rows by objective: {present})")  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Literal, Sequence
 
 from pydantic import Field
 
+from w2s_trl.data import known_objectives
 from w2s_trl.rewards.base import RewardSource, RewardSpecBase, SourceContext, register_reward
 
 
@@ -26,7 +27,7 @@ def gold_rewards(rows: Sequence[dict], objective: str, margin: float) -> list[fl
     """Pure: one reward per scored side; each row carries `_side` ('chosen' or 'rejected') and `preferences`."""
     out = []
     for row in rows:
-        pref = (row.get("preferences") or {row.get("objective"): 1}).get(objective)
+        pref = known_objectives(row).get(objective)
         if pref is None:
             out.append(0.0)
             continue
