@@ -432,3 +432,22 @@ def test_an_objective_the_weak_reward_trains_on_must_be_in_the_rows(tmp_path, ca
     assert train_main(args) == 2
     err = capsys.readouterr().err
     assert "no weak_train row carries the ground truth of helpful" in err and "Helpful" in err and "Traceback" not in err
+
+
+def test_hh_text_saved_with_windows_line_ends_reads_as_turns():
+    text = "\r\n\r\nHuman: Hi there\r\n\r\nAssistant: Hello.\r\n\r\nHuman: Name a colour.\r\n\r\nAssistant: "
+    row = normalize_record({"chosen": text + "Blue.", "rejected": text + "No."}, "x")
+    assert [(m["role"], m["content"]) for m in row["prompt"]] == [("user", "Hi there"), ("assistant", "Hello."),
+                                                                  ("user", "Name a colour.")]  # fmt: skip
+    assert row["chosen"][0]["content"] == "Blue." and row["rejected"][0]["content"] == "No."
+    with pytest.raises(DataError, match="an assistant message whose content is int"):
+        normalize_record({"prompt": "q", "chosen": [{"role": "assistant", "content": 3}], "rejected": "b"}, "x")
+
+
+def test_a_compressed_file_is_pointed_at_the_datasets_loader(tmp_path):
+    from w2s_trl.recipe import load_recipe
+
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_bytes(b"")
+    with pytest.raises(Exception, match=r"data.datasets: \[\{path: json \(or csv\), data_files"):
+        load_recipe(REPO / "recipes" / "dpo_weak_rm.yaml", [f"data.source={path}"])

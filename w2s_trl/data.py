@@ -100,15 +100,16 @@ def _as_messages(value, role: str) -> list[dict[str, str]]:
             raise TypeError(f"a message without role/content ({str(m)[:60]})")
         if m["role"] not in ROLES:
             raise TypeError(f"a message with role {str(m['role'])[:30]!r} (allowed: {', '.join(ROLES)})")
+        who = f"{'an' if m['role'][:1] in 'aeiou' else 'a'} {m['role']} message"
         if m.get("tool_calls") or m.get("function_call"):  # only role and content are kept: the call would vanish
-            raise TypeError(f"a {m['role']} message with tool_calls (the row keeps role and content only, so the "
-                            "call it makes would be lost); leave such rows out or write the call into the content")
+            raise TypeError(f"{who} with tool_calls (the row keeps role and content only, so the call it makes would "
+                            "be lost); leave such rows out or write the call into the content")
         content = m["content"]
         if isinstance(content, list) and content and all(  # HF / OpenAI text parts: [{"type": "text", "text": ...}]
                 isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
             content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
-            raise TypeError(f"a {m['role']} message whose content is {type(content).__name__}, not text")
+            raise TypeError(f"{who} whose content is {type(content).__name__}, not text")
         out.append({"role": m["role"], "content": content})
     return out
 
@@ -137,6 +138,10 @@ def _normalize(record: dict, where: str, hub_objective: str) -> dict:
     if record.get("prompt", "") is None and _conversational(record):
         absent.add("prompt")
     record = {k: v for k, v in record.items() if k not in absent}
+    if any(isinstance(record.get(k), str) and "\r\n\r\nHuman:" in record[k] for k in ("prompt", "chosen")):
+        # HH text saved with Windows line ends inside the strings: the turn markers are "\n\nHuman:" once normalised
+        record = {k: v.replace("\r\n", "\n") if k in ("prompt", "chosen", "rejected") and isinstance(v, str) else v
+                  for k, v in record.items()}  # fmt: skip
     if {"response_0", "response_1", "safer_response_id"} <= set(record):
         row = from_pku_saferlhf(record, hub_objective)
     elif "prompt" not in record and isinstance(record.get("chosen"), str) and "\n\nHuman:" in record["chosen"]:
@@ -393,7 +398,8 @@ def check_local_source(source: str) -> None:
     if path.is_file():
         if path.suffix.lower() not in LOCAL_SUFFIXES:
             raise ValueError(f"'{source}' is a {path.suffix or 'suffix-less'} file; a data file is one of "
-                             f"{', '.join(LOCAL_SUFFIXES)}")  # fmt: skip
+                             f"{', '.join(LOCAL_SUFFIXES)}. Compressed or CSV files load through `datasets`: "
+                             f"data.datasets: [{{path: json (or csv), data_files: [{source}]}}]")  # fmt: skip
         return
     from w2s_trl.models import WEIGHT_SUFFIXES
 
