@@ -9,22 +9,10 @@ from w2s_trl.training.fused_head import compact_on_cpu
 FIELDS = ("log_probs", "entropy", "mean_logits", "is_top1")  # what TRL's DPO asks its fused head for
 
 
-def fused_model(seed=0):
-    from peft import LoraConfig, get_peft_model
-    from trl.trainer.utils import add_fused_lm_head
+def fused_model():
+    from tests.test_shared_prompt import fused_lora_model
 
-    from w2s_trl.models import load_causal_lm
-
-    base = load_causal_lm("tiny:causal-lm")
-    add_fused_lm_head(base, outputs=FIELDS)
-    torch.manual_seed(seed)  # LoRA's A matrices: the same in every copy
-    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model
+    return fused_lora_model(FIELDS)
 
 
 @pytest.fixture(scope="module")

@@ -11,23 +11,29 @@ from w2s_trl.training.shared_prompt import PromptOnceForward, pack_pairs, packin
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 
 
-@pytest.fixture(scope="module")
-def fused_lora():
-    """The tiny LM with TRL's fused head and a LoRA adapter whose B is random (a fresh adapter is the identity)."""
+def fused_lora_model(fields=FIELDS, seed=0):
+    """The tiny LM with TRL's fused head (computing `fields`) and a LoRA adapter whose B is random (a fresh adapter is
+    the identity); the same weights for the same seed."""
     from peft import LoraConfig, get_peft_model
     from trl.trainer.utils import add_fused_lm_head
 
     from w2s_trl.models import load_causal_lm
 
     base = load_causal_lm("tiny:causal-lm")
-    add_fused_lm_head(base, outputs=FIELDS)
+    add_fused_lm_head(base, outputs=fields)
+    torch.manual_seed(seed)  # LoRA's A matrices
     model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     return model
+
+
+@pytest.fixture(scope="module")
+def fused_lora():
+    return fused_lora_model()
 
 
 def trl_batch(lengths, seed=1):

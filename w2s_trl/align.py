@@ -80,7 +80,7 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
     from transformers import set_seed
 
     from w2s_trl.trainer_args import build_trl_config, check_nothing_dropped
-    from w2s_trl.training.fused_head import compact_cpu_head, compact_on_cpu
+    from w2s_trl.training.fused_head import compact_trainer
 
     set_seed(recipe.run.seed)  # LoRA weights are initialised when the trainer wraps the model, before its own seeding
     if model is None:
@@ -121,14 +121,11 @@ def make_trainer(recipe: Recipe, rows: list[dict], output_dir: str, run_name: st
 
         identity = reference_identity(recipe, args, model)
         Trainer, extra = with_reference_cache(Trainer), {**extra, "ref_cache": (cache_path(ref_cache_dir, identity), identity)}
-    # TRL's fused head scores every position off Triton; here only the labelled ones: in the reference pass that DPO's
-    # constructor runs, and in training (the wrapper)
-    with compact_cpu_head():
-        trainer = Trainer(
-            model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
-            peft_config=lora_config(recipe), **extra,
-        )
-    compact_on_cpu(trainer.model)
+    # TRL's fused head scores every position off Triton; here only the labelled ones (reference pass and training)
+    trainer = compact_trainer(lambda: Trainer(
+        model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset, processing_class=tokenizer,
+        peft_config=lora_config(recipe), **extra,
+    ))  # fmt: skip
     check_nothing_dropped(trainer, len(rows), stage)
     return trainer, count
 
@@ -259,7 +256,7 @@ def _train_trl_online(recipe: Recipe, model, tok, prompts, funcs, weights, work:
     from datasets import Dataset
 
     from w2s_trl.trainer_args import build_trl_config, run_training
-    from w2s_trl.training.fused_head import compact_on_cpu
+    from w2s_trl.training.fused_head import compact_trainer
     from w2s_trl.training.trainers import trainer_class
 
     args = {**recipe.align.online_args(), "reward_weights": weights}  # the objectives' weights (recipe check)
@@ -268,8 +265,8 @@ def _train_trl_online(recipe: Recipe, model, tok, prompts, funcs, weights, work:
     config = build_trl_config(recipe.align.trainer, args, str(work.checkpoints), recipe.run.seed,
                               recipe.tracking.report_to, run_name, recipe.tracking.project)  # fmt: skip
     dataset = Dataset.from_list([{"prompt": p["prompt"]} for p in prompts])
-    trainer = trainer_class(recipe.align.trainer)(model=model, reward_funcs=funcs, args=config, train_dataset=dataset,
-                                                  processing_class=tok, peft_config=lora_config(recipe))  # fmt: skip
-    compact_on_cpu(trainer.model)
+    trainer = compact_trainer(lambda: trainer_class(recipe.align.trainer)(
+        model=model, reward_funcs=funcs, args=config, train_dataset=dataset, processing_class=tok,
+        peft_config=lora_config(recipe)))  # fmt: skip
     result = run_training(trainer, work, "adapter", run_name)
     return [h for h in trainer.state.log_history], result

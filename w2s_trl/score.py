@@ -103,7 +103,7 @@ def _score(a) -> int:
         return 2
     kept = [i for i in range(len(rows)) if chosen[i] is not None and rejected[i] is not None]
     if not kept:  # no accuracy exists: say why, not "an empty set of pairs" from deep inside the metrics
-        max_length = count.max_length or getattr(spec, "max_length", None)
+        max_length = getattr(spec, "max_length", None)  # the spec's own limit (a reward model's), if it has one
         limit = f" ({max_length} tokens)" if isinstance(max_length, int) else ""
         print(f"error: all {len(rows)} pairs were left out: each has a response longer than the reward source "
               f"reads{limit}; score shorter responses, or raise {a.reward}'s max_length if the model allows more",

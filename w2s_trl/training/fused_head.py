@@ -6,8 +6,8 @@ compilers (Neuron). A CPU runs eagerly, so those positions are pure cost: in a D
 its responses, most of the head's work, and fp32 tiles of [positions, 32768] whose temporaries set the step's peak
 memory. `compact_on_cpu(model)` makes the model's fused forward take TRL's own compact path on a CPU: the same positions
 scored by the same kernel, so the same values; other forwards, and other devices, are untouched. DPO precomputes its
-reference log-probs inside the trainer's constructor, so the constructor runs under `compact_cpu_head()` too: policy
-and reference then go through the same head code.
+reference log-probs inside the trainer's constructor, so `compact_trainer` runs the constructor under
+`compact_cpu_head()` too: policy and reference then go through the same head code.
 """
 
 from __future__ import annotations
@@ -69,3 +69,11 @@ def compact_on_cpu(model) -> bool:
     forward.w2s_compact = True
     base.forward = forward
     return True
+
+
+def compact_trainer(build):
+    """`build()` (a TRL trainer's constructor call) run under `compact_cpu_head`, its model's fused forward wrapped."""
+    with compact_cpu_head():
+        trainer = build()
+    compact_on_cpu(trainer.model)
+    return trainer
