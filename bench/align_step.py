@@ -17,7 +17,9 @@
 (e) (b) with TRL's fused LM head as TRL runs it off Triton in the optimizer steps: every position (prompt and padding
     too) through the head, where (b) projects only the labelled ones (`w2s_trl.training.fused_head`; the reference
     pass, run inside the trainer's constructor, is compact on both sides). b/e on the steps is what that gains; the
-    same positions are scored, so the final losses must agree within LOSS_TOLERANCE.
+    same positions are scored, so the final losses must agree within LOSS_TOLERANCE. With a SimPO recipe (TRL's CPO
+    trainer, `--recipe recipes/simpo_density_ratio.yaml --sides bde`): TRL's CPO forward (logits and log-softmax at
+    every position, each prompt still once) where (b) runs the head only where a label reads it.
 
 Same pairs (testbed:hh, or long multi-turn rows with --long), same number of optimizer steps (one epoch), same seed.
 Each run reports the whole stage (model load, tokenization, precompute, training) and the optimizer steps alone,
@@ -115,7 +117,9 @@ def run_w2s(recipe, rows, max_length: int, grouping: bool, share_prompt: bool = 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         trainer, _ = make_trainer(r, rows, out, "bench", max_length=max_length)
-        if not compact_head:  # TRL's fused forward again, without the wrapper make_trainer put around it
+        if not compact_head and hasattr(trainer, "head_at_scored_positions"):  # SimPO: TRL's CPO forward, packed
+            trainer.head_at_scored_positions = False
+        elif not compact_head:  # TRL's fused forward again, without the wrapper make_trainer put around it
             base = trainer.model.get_base_model()
             if not getattr(base.forward, "w2s_compact", False):
                 sys.exit("side e: this TRL has no compact head path to switch off (b and e are the same)")
@@ -178,6 +182,8 @@ def main() -> int:
     if set(a.sides) - set("abcde"):
         p.error(f"--sides {a.sides}: letters among a, b, c, d, e")
     chosen = "bd" if a.prompt_once_only else set(a.sides) | {"b"}
+    if recipe.align.trainer != "dpo" and set(chosen) & set("ac"):
+        p.error(f"sides a and c are trl.DPOTrainer's; a {recipe.align.trainer} recipe takes b, d and e (--sides bde)")
     sides = {k: v for k, v in sides.items() if k[0] in chosen}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     for i in range(a.repeat):

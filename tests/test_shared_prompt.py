@@ -182,6 +182,58 @@ def test_training_reaches_trls_losses_with_each_prompt_once(tmp_path, recipe_nam
     assert runs[False][2] == {8} and runs[True][2] == {4}  # 4 pairs: 8 rows in TRL's layout, 4 packed
 
 
+def test_simpo_runs_the_lm_head_only_where_a_label_reads_it(tmp_path):
+    """SimPO's step (TRL's CPO trainer) projects through the LM head only the positions whose logits predict a
+    response token, packed or not, with the log-probs, loss and gradients of TRL's every-position forward."""
+    from tests.test_trainers import labelled_rows, perturb_adapter, recipe_for
+    from w2s_trl.align import make_trainer
+
+    rows, results = labelled_rows(8), {}
+    for share in (True, False):
+        recipe = recipe_for("simpo_density_ratio.yaml", f"align.share_prompt={str(share).lower()}",
+                            "align.args.per_device_train_batch_size=4")  # fmt: skip
+        trainer, _ = make_trainer(recipe, rows, str(tmp_path / str(share)), "t", max_length=256)
+        perturb_adapter(trainer.model)
+        batch = next(iter(trainer.get_train_dataloader()))
+        projected = []
+        hook = trainer.model.get_output_embeddings().register_forward_hook(
+            lambda m, args, out: projected.append(args[0].shape[:-1].numel()))
+        trainer.model.zero_grad()
+        chosen, rejected, *_ = trainer.concatenated_forward(trainer.model, batch)
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        hook.remove()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        scored = int((batch["chosen_labels"][:, 1:] != -100).sum() + (batch["rejected_labels"][:, 1:] != -100).sum())
+        results[share] = chosen.detach(), rejected.detach(), loss.item(), grads, projected, scored
+    shared, plain = results[True], results[False]
+    assert shared[4] == [shared[5]] * 2  # both forwards: exactly the scored positions (TRL: every position of 8 rows)
+    assert plain[4][0] > 2 * shared[5]
+    torch.testing.assert_close(shared[0], plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared[1], plain[1], rtol=1e-5, atol=1e-5)
+    assert shared[2] == pytest.approx(plain[2], rel=1e-5)
+    for name, grad in plain[3].items():
+        torch.testing.assert_close(shared[3][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_head_at_cuts_the_logits_after_the_fact_when_the_head_is_no_module():
+    """A model whose LM head is not a module it calls still gets the positions asked for, from its full logits."""
+    from w2s_trl.training.shared_prompt import head_at
+
+    logits = torch.arange(24.0).reshape(2, 3, 4)
+
+    class NoHead(torch.nn.Module):
+        def get_output_embeddings(self):
+            return None
+
+        def forward(self):
+            return SimpleNamespace(logits=logits)
+
+    keep = torch.tensor([[False, True, True], [True, False, False]])
+    out = head_at(NoHead(), keep.nonzero(as_tuple=True), NoHead())
+    assert torch.equal(out.logits, logits[keep])
+
+
 def test_models_a_packed_row_would_change_are_left_to_trls_layout(fused_lora):
     """A sliding window would see past its window in a packed row, recurrent or convolution layers would carry the
     chosen tokens into the rejected ones, and some kernels take no custom mask: such models run unpacked."""

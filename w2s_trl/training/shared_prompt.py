@@ -12,11 +12,13 @@ its own row of TRL's batch, so the per-token log-probs are those of TRL's layout
 the first rejected token from the prompt). `PairedRows.unpack` puts the fused LM head's per-token outputs back into
 TRL's `[2B, L - 1]` layout, so TRL's loss and metrics run unchanged on them.
 
-SimPO (TRL's CPO trainer) asks for logits, not per-token log-probs: `pack_common_prefix` runs the tokens a pair's
-two rows share from the start once (no repeat is needed: a logit belongs to a position, not to a label) and
-`unpack` gathers the logits back into TRL's `[2B, L, V]`. Padding positions then hold another position's logits:
-CPO's `logits/chosen` and `logits/rejected` metrics, means over every position padding included, differ from
-TRL's (its losses and log-probs do not).
+SimPO (TRL's CPO trainer) asks for logits: `pack_common_prefix` runs the tokens a pair's two rows share from the
+start once (no repeat is needed: a logit belongs to a position, not to a label). TRL's CPO projects every position of
+both rows through the LM head and log-softmaxes them all; here the head runs only at the positions whose logits
+predict a response token (`head_at`, through a hook on the head's input, so the head's own post-processing still
+applies), and the log-probs and NLL come from those. CPO's `logits/chosen` and `logits/rejected` metrics are then
+means over the scored positions (TRL's: over every position, prompt and padding included); its losses and log-probs
+are TRL's.
 
 Only models whose every layer is full attention can be packed exactly (`packing_blocker`: a sliding window would
 see past its window, recurrent or convolution state would carry the chosen tokens into the rejected ones), through
@@ -206,7 +208,9 @@ class PromptOnceForward:
     def packed(self) -> bool:
         return self.reason is None
 
-    def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, keep=None, **kwargs):
+        """`keep` (bool, the batch's `[rows, width]`; logits calls only): the LM head runs at those positions alone,
+        and `output.logits` is `[keep.sum(), vocab]` in `keep`'s row-major order."""
         self.reason = self.blocker or _call_problem(attention_mask, labels, fused_lm_head, kwargs)
         packed = None
         if self.reason is None:
@@ -221,13 +225,41 @@ class PromptOnceForward:
         if packed is None:
             heads = {"labels": labels} if labels is not None else {}
             heads.update({"fused_lm_head": True} if fused_lm_head else {})
-            self.output = self.model(input_ids=input_ids, attention_mask=attention_mask, **heads, **kwargs)
+            call = lambda: self.model(input_ids=input_ids, attention_mask=attention_mask, **heads, **kwargs)  # noqa: E731
+            self.output = call() if keep is None else head_at(self.model, keep.nonzero(as_tuple=True), call)
             return self.output
         heads = {"shift_labels": packed.shift_labels, "fused_lm_head": True} if fused_lm_head else {}
-        output = self.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                            position_ids=packed.position_ids, use_cache=False, **heads)  # fmt: skip
-        self.output = packed.unpack(output)
+        call = lambda: self.model(input_ids=packed.input_ids, attention_mask=packed.attention_mask,  # noqa: E731
+                                  position_ids=packed.position_ids, use_cache=False, **heads)  # fmt: skip
+        if keep is not None:  # TRL's positions in the packed rows (a pair's shared positions are the same rows)
+            self.output = head_at(self.model, (packed.src_row[keep], packed.src_col[keep]), call)
+            return self.output
+        self.output = packed.unpack(call())
         return self.output
+
+
+def head_at(model, where: tuple[torch.Tensor, torch.Tensor], call):
+    """`call()` (a forward of `model` returning logits) with the LM head run only at the positions `where` (row and
+    column indices into the forward's hidden states): `output.logits` is `[len(where[0]), vocab]`. The head's input
+    is cut by a hook, so whatever the model does to the head's output (softcapping, scaling) still applies. A model
+    that does not call its output embeddings as a module gets its full logits cut after the fact: the same values,
+    without the saving."""
+    head = getattr(model, "module", model).get_output_embeddings()  # DDP keeps the model in .module
+    fired = []
+
+    def cut(module, args):
+        fired.append(True)
+        return (args[0][where], *args[1:])
+
+    handle = head.register_forward_pre_hook(cut) if isinstance(head, torch.nn.Module) else None
+    try:
+        output = call()
+    finally:
+        if handle is not None:
+            handle.remove()
+    if not fired:
+        output.logits = output.logits[where]
+    return output
 
 
 def _call_problem(attention_mask, labels, fused_lm_head: bool, kwargs: dict) -> str | None:
@@ -273,9 +305,40 @@ class _SharedPromptDPO(_SharedPrompt):
                                  policy=False)  # fmt: skip
 
 
+LOGPS_CHUNK = 1024  # scored positions per log-softmax: bounds its fp32 temporary at 1024 x vocab
+
+
 class _SharedPromptCPO(_SharedPrompt):
+    """CPO/SimPO's concatenated forward with each prompt once and the LM head only at the positions whose logits a
+    label reads (TRL's projects every position and log-softmaxes them all): the same log-probs and NLL. The logits it
+    returns, which TRL only averages for its `logits/chosen|rejected` metrics, are those of the scored positions."""
+
+    head_at_scored_positions = True  # False: TRL's every-position head (bench/align_step.py's side e)
+
     def concatenated_forward(self, model, batch):
-        return self._prompt_once(model, lambda m: super(_SharedPromptCPO, self).concatenated_forward(m, batch))
+        if self.is_encoder_decoder or self.aux_loss_enabled or not self.head_at_scored_positions:
+            return self._prompt_once(model, lambda m: super(_SharedPromptCPO, self).concatenated_forward(m, batch))
+        from trl.trainer.utils import selective_log_softmax
+
+        inputs = self.concatenated_inputs(batch, is_encoder_decoder=False, padding_value=self.pad_token_id,
+                                          device=self.accelerator.device)  # fmt: skip
+        labels, rows = inputs["concatenated_labels"], batch["chosen_labels"].shape[0]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != -100  # position t's logits predict token t + 1
+        output = self._prompt_once(model, lambda m: m(inputs["concatenated_input_ids"], use_cache=False, keep=keep,
+                                                      attention_mask=inputs["concatenated_attention_mask"]))  # fmt: skip
+        row = keep.nonzero(as_tuple=True)[0]
+        targets = labels[:, 1:][keep[:, :-1]]
+        token_logps = torch.cat([selective_log_softmax(output.logits[None, i : i + LOGPS_CHUNK],  # TRL loops dim 0
+                                                       targets[None, i : i + LOGPS_CHUNK])[0]
+                                 for i in range(0, len(targets), LOGPS_CHUNK)])  # fmt: skip
+        logps = torch.zeros(len(labels), dtype=token_logps.dtype, device=token_logps.device).index_add(0, row,
+                                                                                                        token_logps)
+        if self.loss_type in ("ipo", "simpo"):
+            logps = logps / keep.sum(-1)
+        chosen = row < rows
+        nll = -token_logps[chosen].mean() if self.cpo_alpha != 0 else torch.tensor(0.0, device=logps.device)
+        return logps[:rows], logps[rows:], output.logits[chosen], output.logits[~chosen], nll
 
 
 def with_shared_prompt(trainer_cls: type) -> type:
