@@ -3,6 +3,12 @@ versus full precision (fp32).
 
     python bench/memory_4bit.py [--steps 3] [--pairs 8] [--repeat 3] [--compute-dtype float32 bfloat16]
     python bench/memory_4bit.py --model tiny:causal-lm --steps 2 --pairs 2 --repeat 1    # quick check
+    python bench/memory_4bit.py --arch smollm2-1.7b --pairs 1 --repeat 2 --compute-dtype bfloat16   # larger strong model
+
+`--arch` swaps the strong model for a larger member of the embedded model's family (SmolLM2-360M's or -1.7B's
+published architecture, the same tokenizer, so the rows and the step are the same): random weights, built from the
+config once and saved in fp32 under $W2S_TRL_CACHE/bench/ (a step's memory and time do not depend on the weights'
+values, and no download is needed). It shows where 4-bit pays: when the weights, not the activations, fill memory.
 
 Every configuration runs in its own fresh Python process (this script with `--child`), so none inherits another's
 high-water mark; `--repeat` rounds of fresh processes, the configurations in turn within a round. A child follows
@@ -74,6 +80,43 @@ def reset_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+# Published architectures of SmolLM2's larger members (config.json of each); the embedded model's tokenizer.
+ARCHITECTURES = {
+    "smollm2-360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                         num_key_value_heads=5, rope_theta=100000.0),
+    "smollm2-1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                         num_key_value_heads=32, rope_theta=130000.0),
+}  # fmt: skip
+
+
+def arch_folder(name: str) -> Path:
+    """A model folder of architecture `name` with random weights (seed 0, fp32) and the embedded tokenizer, built
+    once under the cache (atomically, as the project builds its embedded folders) and reused."""
+    import shutil
+
+    from w2s_trl.models import _build_once, cache_dir, resolve_model_path
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        embedded = Path(resolve_model_path("embedded:smollm2-135m-instruct"))
+        config = AutoConfig.from_pretrained(embedded)
+        for key, value in ARCHITECTURES[name].items():
+            setattr(config, key, value)
+        config.head_dim = config.hidden_size // config.num_attention_heads
+        print(f"building {name} (random weights) in {tmp.parent} ...", flush=True)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.save_pretrained(tmp)
+        for f in embedded.iterdir():
+            if f.name.startswith(("tokenizer", "chat_template", "generation_config")):
+                shutil.copy(f, tmp / f.name)
+        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters", flush=True)
+
+    return _build_once(cache_dir() / "bench" / name, build)
 
 
 def child(a) -> None:
@@ -167,6 +210,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default=str(RECIPE))
     p.add_argument("--model", default="embedded:smollm2-135m-instruct", help="strong.model (tiny:causal-lm: quick)")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="a larger SmolLM2 architecture (random weights) "
+                   "as the strong model, instead of --model")  # fmt: skip
     p.add_argument("--steps", type=int, default=3, help="align.args.max_steps; the first step is a warm-up")
     p.add_argument("--pairs", type=int, default=8, help="pairs per step (per_device_train_batch_size)")
     p.add_argument("--max-length", type=int, default=512, help="make_trainer's max_length (prompt + response)")
@@ -179,6 +224,8 @@ def main() -> None:
     a = p.parse_args()
     if a.child:
         return child(a)
+    if a.arch:
+        a.model = str(arch_folder(a.arch))
 
     configs = ["fp32"] + [f"nf4-{d}" for d in a.compute_dtype]
     runs: dict[str, list[dict]] = {c: [] for c in configs}
