@@ -23,6 +23,28 @@ def test_tiny_model_loads_in_4bit_and_still_scores(tiny_lm):
     assert lp4 == pytest.approx(lp32, rel=0.1)  # quantization error, not a different model
 
 
+def test_a_4bit_model_on_cpu_lets_its_weight_files_go(tiny_lm):
+    """The layers left in floating point are views into the memory-mapped checkpoint after loading on a CPU, which
+    keeps the whole checkpoint resident; the loader copies them, so no mapping of a weight file is left, and the
+    model still scores as before (tied embeddings stay tied)."""
+    import gc
+    from pathlib import Path
+
+    from w2s_trl.models import load_causal_lm, resolve_model_path
+
+    folder = str(Path(resolve_model_path("tiny:causal-lm")).resolve())
+
+    def mapped() -> list[str]:
+        gc.collect()
+        return [line for line in Path("/proc/self/maps").read_text().splitlines() if folder in line]
+
+    before = mapped()  # the fp32 tiny model of the session's fixture maps the same file
+    model = load_causal_lm("tiny:causal-lm", QuantizationSection(load_in_4bit=True, compute_dtype="float32"))
+    assert mapped() == before, "the 4-bit model still maps its weight file"
+    floats = [t for t in model.parameters() if t.dtype.is_floating_point]
+    assert floats and all(t.untyped_storage().nbytes() == t.numel() * t.element_size() for t in floats)
+
+
 def test_dpo_with_lora_on_a_4bit_strong_model(tmp_path):
     from pathlib import Path
 
