@@ -183,8 +183,8 @@ def test_training_reaches_trls_losses_with_each_prompt_once(tmp_path, recipe_nam
 
 
 def test_simpo_runs_the_lm_head_only_where_a_label_reads_it(tmp_path):
-    """SimPO's step (TRL's CPO trainer) projects through the LM head only the positions whose logits predict a
-    response token, packed or not, with the log-probs, loss and gradients of TRL's every-position forward."""
+    """SimPO's step (TRL's CPO trainer, each prompt once) projects through the LM head only the positions whose logits
+    predict a response token, with the log-probs, loss and gradients of TRL's every-position forward."""
     from tests.test_trainers import labelled_rows, perturb_adapter, recipe_for
     from w2s_trl.align import make_trainer
 
@@ -214,6 +214,22 @@ def test_simpo_runs_the_lm_head_only_where_a_label_reads_it(tmp_path):
     assert shared[2] == pytest.approx(plain[2], rel=1e-5)
     for name, grad in plain[3].items():
         torch.testing.assert_close(shared[3][name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_logits_at_kept_positions_packed_or_not(fused_lora, kernel):
+    """`keep`: the logits of exactly those positions of TRL's CPO batch, in its row-major order, whether the pairs
+    run packed or in TRL's two rows (a model packing refuses)."""
+    ids, mask = cpo_batch([(5, 3, 7), (9, 4, 2), (1, 6, 1)])
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    keep[:, :-1] = mask[:, 1:].bool()
+    keep[:, :4] = False  # some prompt positions, and all of the 1-token prompt's response
+    with torch.no_grad():
+        full = fused_lora(ids, attention_mask=mask, use_cache=False).logits
+        for forward in (PromptOnceForward(fused_lora), PromptOnceForward(fused_lora, blocker="refused")):
+            logits = forward(ids, attention_mask=mask, use_cache=False, keep=keep).logits
+            assert forward.packed == (forward.blocker is None)
+            assert logits.shape == (int(keep.sum()), full.shape[-1])
+            torch.testing.assert_close(logits, full[keep], atol=1e-5, rtol=1e-5)
 
 
 def test_head_at_cuts_the_logits_after_the_fact_when_the_head_is_no_module():

@@ -242,13 +242,16 @@ def head_at(model, where: tuple[torch.Tensor, torch.Tensor], call):
     """`call()` (a forward of `model` returning logits) with the LM head run only at the positions `where` (row and
     column indices into the forward's hidden states): `output.logits` is `[len(where[0]), vocab]`. The head's input
     is cut by a hook, so whatever the model does to the head's output (softcapping, scaling) still applies. A model
-    that does not call its output embeddings as a module gets its full logits cut after the fact: the same values,
-    without the saving."""
-    head = getattr(model, "module", model).get_output_embeddings()  # DDP keeps the model in .module
+    that does not call its output embeddings as a module, or runs under `nn.DataParallel` (whose replicas each see a
+    slice of the rows), gets its full logits cut after the fact: the same values, without the saving."""
+    inner = getattr(model, "module", model)  # DDP keeps the model in .module
+    head = None if isinstance(model, torch.nn.DataParallel) else inner.get_output_embeddings()
     fired = []
 
     def cut(module, args):
         fired.append(True)
+        if len(fired) > 1:
+            raise RuntimeError("the LM head ran twice in one forward: its input cannot be cut to the scored positions")
         return (args[0][where], *args[1:])
 
     handle = head.register_forward_pre_hook(cut) if isinstance(head, torch.nn.Module) else None
@@ -259,6 +262,8 @@ def head_at(model, where: tuple[torch.Tensor, torch.Tensor], call):
             handle.remove()
     if not fired:
         output.logits = output.logits[where]
+    if output.logits.shape[0] != len(where[0]) or output.logits.dim() != 2:
+        raise RuntimeError(f"logits of shape {tuple(output.logits.shape)} for {len(where[0])} scored positions")
     return output
 
 
@@ -327,18 +332,18 @@ class _SharedPromptCPO(_SharedPrompt):
         keep[:, :-1] = labels[:, 1:] != -100  # position t's logits predict token t + 1
         output = self._prompt_once(model, lambda m: m(inputs["concatenated_input_ids"], use_cache=False, keep=keep,
                                                       attention_mask=inputs["concatenated_attention_mask"]))  # fmt: skip
-        row = keep.nonzero(as_tuple=True)[0]
-        targets = labels[:, 1:][keep[:, :-1]]
-        token_logps = torch.cat([selective_log_softmax(output.logits[None, i : i + LOGPS_CHUNK],  # TRL loops dim 0
+        targets, logits = labels[:, 1:][keep[:, :-1]], output.logits
+        token_logps = torch.cat([selective_log_softmax(logits[None, i : i + LOGPS_CHUNK],  # TRL loops over dim 0
                                                        targets[None, i : i + LOGPS_CHUNK])[0]
-                                 for i in range(0, len(targets), LOGPS_CHUNK)])  # fmt: skip
-        logps = torch.zeros(len(labels), dtype=token_logps.dtype, device=token_logps.device).index_add(0, row,
-                                                                                                        token_logps)
+                                 for i in range(0, len(targets), LOGPS_CHUNK)] or [logits.new_zeros(0)])  # fmt: skip
+        # TRL's sums: per-token log-probs in the batch's layout (0 where unscored), summed per row
+        per_token = token_logps.new_zeros(keep[:, :-1].shape).masked_scatter(keep[:, :-1], token_logps)
+        logps = per_token.sum(-1)
         if self.loss_type in ("ipo", "simpo"):
             logps = logps / keep.sum(-1)
-        chosen = row < rows
-        nll = -token_logps[chosen].mean() if self.cpo_alpha != 0 else torch.tensor(0.0, device=logps.device)
-        return logps[:rows], logps[rows:], output.logits[chosen], output.logits[~chosen], nll
+        n_chosen = int(keep[:rows].sum())  # row-major: the chosen rows' positions come first
+        nll = -token_logps[:n_chosen].mean() if self.cpo_alpha != 0 else torch.tensor(0.0, device=logps.device)
+        return logps[:rows], logps[rows:], logits[:n_chosen], logits[n_chosen:], nll
 
 
 def with_shared_prompt(trainer_cls: type) -> type:

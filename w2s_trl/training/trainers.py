@@ -160,10 +160,10 @@ def _simpo():
                 raise ValueError(f"the SimPO conflict term needs loss_type 'simpo', got {self.loss_type!r}")
             self._keep_columns()
 
-        def concatenated_forward(self, model, batch):
-            out = super().concatenated_forward(model, batch)
-            self._policy_logps = out[0], out[1]  # per-token means for simpo
-            return out
+        def cpo_loss(self, policy_chosen_logps, policy_rejected_logps):
+            # the policy's per-token mean log-probs (simpo), whichever forward produced them (TRL's or prompt-once)
+            self._policy_logps = policy_chosen_logps, policy_rejected_logps
+            return super().cpo_loss(policy_chosen_logps, policy_rejected_logps)
 
         def get_batch_loss_metrics(self, model, batch, train_eval="train"):
             loss, metrics = super().get_batch_loss_metrics(model, batch, train_eval)
