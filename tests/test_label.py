@@ -44,7 +44,30 @@ def test_describe_prints_accuracy_and_ties():
 
     _, summary = weak_label_rows([_row(0), _row(1)], [1.0, 0.5], [0.0, 0.5])
     line = describe(summary)
-    assert "agree with ground truth on 0.500 of 2" in line and "1 ties left out (e.g. r1)" in line
+    assert "agree with ground truth on 0.500 [0.000, 1.000] of 2" in line and "1 ties left out (e.g. r1)" in line
+
+
+def test_weak_label_accuracy_carries_a_bootstrap_interval():
+    """Over the scored pairs (a tie counts as wrong): no spread when every pair agrees or none does; a mixed set's
+    interval holds its accuracy, is printed, and narrows with more pairs."""
+    from w2s_trl.label import describe
+
+    def summary(n, agree):
+        rows = [_row(i) for i in range(n)]
+        return weak_label_rows(rows, [1.0 if i < agree else 0.0 for i in range(n)], [0.5] * n)[1]
+
+    assert summary(4, 4)["weak_label_accuracy_ci"] == [1.0, 1.0]
+    assert summary(4, 0)["weak_label_accuracy_ci"] == [0.0, 0.0]
+    small, large = summary(20, 10), summary(400, 200)
+    for s in (small, large):
+        lo, hi = s["weak_label_accuracy_ci"]
+        assert lo < 0.5 < hi
+    assert large["weak_label_accuracy_ci"][1] - large["weak_label_accuracy_ci"][0] < 0.15 < (
+        small["weak_label_accuracy_ci"][1] - small["weak_label_accuracy_ci"][0])
+    lo, hi = small["weak_label_accuracy_ci"]
+    assert f"on 0.500 [{lo:.3f}, {hi:.3f}] of 20" in describe(small)
+    _, tie = weak_label_rows([_row(0), _row(1)], [1.0, 0.5], [0.0, 0.5])
+    assert tie["weak_label_accuracy"] == 0.5 and tie["weak_label_accuracy_ci"] == [0.0, 1.0]  # the tie is wrong
 
 
 def test_weak_labels_length_mismatch():

@@ -13,15 +13,18 @@ could not score (a response longer than its max_length) is left out and counted 
 
 from __future__ import annotations
 
-from w2s_trl.metrics import sigmoid
+from w2s_trl.metrics import bootstrap_indices, interval, resampled_mean, sigmoid
+
+LABEL_BOOTSTRAP = (2000, 0)  # resamples of the scored w2s_train pairs and their seed, for the labels' accuracy interval
 
 
 def weak_label_rows(rows: list[dict], reward_gt_chosen: list, reward_gt_rejected: list) -> tuple[list[dict], dict]:
     """Pure: reorder each pair by the weak rewards, attach the weak-label columns, leave ties and unscored pairs
-    out. Returns (labelled rows, summary)."""
+    out. Returns (labelled rows, summary); the labels' agreement with ground truth carries a bootstrap 95% interval
+    over the scored pairs (`weak_label_accuracy_ci`)."""
     if not (len(rows) == len(reward_gt_chosen) == len(reward_gt_rejected)):
         raise ValueError("rows and rewards must have the same length")
-    out, ties, unscored, correct = [], [], [], 0
+    out, ties, unscored, right = [], [], [], []  # right: per scored pair, the weak order is ground truth's (tie: no)
     for row, ra, rb in zip(rows, reward_gt_chosen, reward_gt_rejected):
         if ra is None or rb is None:
             unscored.append(row["id"])
@@ -29,15 +32,18 @@ def weak_label_rows(rows: list[dict], reward_gt_chosen: list, reward_gt_rejected
         delta = ra - rb
         if delta == 0:
             ties.append(row["id"])
+            right.append(False)
             continue
         keep = delta > 0
-        correct += keep
+        right.append(bool(keep))
         labelled = dict(row)
         if not keep:
             labelled["chosen"], labelled["rejected"] = row["rejected"], row["chosen"]
         labelled.update(p_w=sigmoid(abs(delta)), gt_label=int(keep), weak_correct=bool(keep), weak_margin=abs(delta))
         out.append(labelled)
-    scored = len(rows) - len(unscored)
+    scored, correct = len(right), sum(right)
+    ci = (interval(correct / scored, resampled_mean(right, bootstrap_indices(scored, *LABEL_BOOTSTRAP)))["ci"]
+          if scored else None)  # fmt: skip
     summary = {
         "rows": len(rows),
         "labelled": len(out),
@@ -47,14 +53,15 @@ def weak_label_rows(rows: list[dict], reward_gt_chosen: list, reward_gt_rejected
         "unscored_examples": unscored[:5],
         # as on test: a tie counts as wrong; and among the rows the student trains on
         "weak_label_accuracy": correct / scored if scored else None,
+        "weak_label_accuracy_ci": ci,
         "weak_label_accuracy_labelled": correct / len(out) if out else None,
     }
     return out, summary
 
 
 def describe(summary: dict) -> str:
-    acc = summary["weak_label_accuracy"]
-    acc_text = "none" if acc is None else f"{acc:.3f}"
+    acc, ci = summary["weak_label_accuracy"], summary.get("weak_label_accuracy_ci")
+    acc_text = "none" if acc is None else f"{acc:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
     line = (f"[w2s-trl] label: weak labels agree with ground truth on {acc_text} of {summary['rows'] - summary['unscored']}"
             f" scored w2s_train pairs (ties counted wrong); {summary['weak_ties']} ties left out"
             f"{' (e.g. ' + ', '.join(summary['tie_examples']) + ')' if summary['tie_examples'] else ''}; "
