@@ -59,9 +59,16 @@ def weak_label_rows(rows: list[dict], reward_gt_chosen: list, reward_gt_rejected
     return out, summary
 
 
+def accuracy_stat(summary: dict) -> dict:
+    """The labels' agreement with ground truth as a statistic with its interval ({value, ci}), from a label summary
+    (or the `labels` block of metrics.json)."""
+    return {"value": summary.get("weak_label_accuracy"), "ci": summary.get("weak_label_accuracy_ci")}
+
+
 def describe(summary: dict) -> str:
-    acc, ci = summary["weak_label_accuracy"], summary.get("weak_label_accuracy_ci")
-    acc_text = "none" if acc is None else f"{acc:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    from w2s_trl.report import fmt_interval
+
+    acc_text = "none" if summary["weak_label_accuracy"] is None else fmt_interval(accuracy_stat(summary))
     line = (f"[w2s-trl] label: weak labels agree with ground truth on {acc_text} of {summary['rows'] - summary['unscored']}"
             f" scored w2s_train pairs (ties counted wrong); {summary['weak_ties']} ties left out"
             f"{' (e.g. ' + ', '.join(summary['tie_examples']) + ')' if summary['tie_examples'] else ''}; "

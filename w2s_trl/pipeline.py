@@ -511,8 +511,8 @@ def finalize(r: Recipe, rd: RunDir, eval_dir: Path) -> dict:
     metrics["data"] = {k: rd.record("data").get(k) for k in ("rows", "source", "max_length")}
     label = rd.record("label") or {}
     metrics["labels"] = {k: label.get(k) for k in ("rows", "labelled", "weak_ties", "tie_examples", "unscored",
-                                                   "weak_label_accuracy", "weak_label_accuracy_ci", "weak_label_accuracy_labelled",
-                                                   "objectives")
+                                                   "weak_label_accuracy", "weak_label_accuracy_ci",
+                                                   "weak_label_accuracy_labelled", "objectives")
                          if k in label}  # fmt: skip
     metrics["truncation"] = {
         **{s: rd.record(s)["truncation"] for s in ("weak", "label", "student", "ceiling")

@@ -150,7 +150,9 @@ def data_sections(metrics: dict) -> list[str]:
                   ""]  # fmt: skip
     labels = metrics.get("labels") or {}
     if labels:
-        acc = fmt_interval({"value": labels.get("weak_label_accuracy"), "ci": labels.get("weak_label_accuracy_ci")})
+        from w2s_trl.label import accuracy_stat
+
+        acc = fmt_interval(accuracy_stat(labels))
         lines += [f"Weak labels on w2s_train: agreement with ground truth {acc} (ties counted wrong; bootstrap 95% "
                   f"interval over the scored pairs); "
                   f"{labels.get('weak_ties', 0)} ties and {labels.get('unscored', 0)} unscored pairs left out; the "

@@ -176,11 +176,11 @@ def log_summary(tracking: TrackingSection, run_name: str, metrics: dict, root: P
     flat = flat_metrics(metrics)
     flat_online(flat, metrics.get("online"))
     # weak-label statistics: counts, and the labels' agreement with ground truth over all of w2s_train
+    from w2s_trl.label import accuracy_stat
+
     labels = metrics.get("labels") or {}
     for key in ("rows", "labelled", "weak_ties", "unscored", "weak_label_accuracy", "weak_label_accuracy_labelled"):
-        value = labels.get(key)
-        if key == "weak_label_accuracy" and labels.get("weak_label_accuracy_ci"):
-            value = {"value": value, "ci": labels["weak_label_accuracy_ci"]}
+        value = accuracy_stat(labels) if key == "weak_label_accuracy" else labels.get(key)
         if isinstance(value, dict):
             _put(flat, f"label/{key}", value)
         elif isinstance(value, (int, float)):
